@@ -1,0 +1,179 @@
+/* attention_cpu.c - causal GQA attention over the paged KV cache, the reference.
+ *
+ * Row t of sequence s is at absolute position p = kv_len - q_len + t and attends
+ * to keys 0..p (only the last `window` of them, j > p - window, when window > 0).
+ * Query head h reads kv head h / (n_head / n_kv_head).  Scores go to the
+ * thread's scratch, softmax subtracts the row maximum, all in fp32.
+ *
+ * Tasks are (sequence, row slice, head): a slice takes rows t = slice, slice + R,
+ * ... so the long causal rows of a prefill spread evenly over the slices. */
+#include "attention.h"
+
+#include <math.h>
+
+#include "paged_kv.h"
+#include "../../runtime/threadpool.h"
+
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+enum { ATTN_ALIGN = 16 }; /* floats: each thread's scores start on a 64-byte line */
+
+typedef struct attn_job {
+    const tmi_attention_args *a;
+    float *scratch;        /* [threads][stride] fp32 */
+    int64_t stride;        /* floats per thread */
+    int32_t slices;        /* R */
+    int32_t group;         /* n_head / n_kv_head */
+} attn_job;
+
+#ifdef __AVX2__
+static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline __m256 kv_load8(const void *kv, tm_dtype dtype, int32_t i)
+{
+    if (dtype == TM_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)kv + i)));
+    return _mm256_loadu_ps((const float *)kv + i);
+}
+#endif
+
+/* q . k over d elements; k is a cache row of dtype F32 or F16. */
+static inline float dot_row(const float *q, const void *k, tm_dtype dtype, int32_t d)
+{
+    float s = 0.0f;
+    int32_t i = 0;
+#ifdef __AVX2__
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= d; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv_load8(k, dtype, i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), kv_load8(k, dtype, i + 8), acc1);
+    }
+    for (; i + 8 <= d; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv_load8(k, dtype, i), acc0);
+    s = hsum8(_mm256_add_ps(acc0, acc1));
+#endif
+    for (; i < d; i++) s += q[i] * tmi_load_f32(k, dtype, i);
+    return s;
+}
+
+/* out += w * v over d elements. */
+static inline void axpy_row(float *out, float w, const void *v, tm_dtype dtype, int32_t d)
+{
+    int32_t i = 0;
+#ifdef __AVX2__
+    __m256 wv = _mm256_set1_ps(w);
+    for (; i + 8 <= d; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_fmadd_ps(wv, kv_load8(v, dtype, i), _mm256_loadu_ps(out + i)));
+#endif
+    for (; i < d; i++) out[i] += w * tmi_load_f32(v, dtype, i);
+}
+
+/* One query row of one head.  scores: [p + 1] fp32 scratch. */
+static void attend_row(const attn_job *job, const tmi_attn_seq *sq, int32_t t, int32_t h, float *scores)
+{
+    const tmi_attention_args *a = job->a;
+    const tmi_kv_cache *c = &a->cache;
+    int32_t d = c->head_dim, bl = c->block_len, g = h / job->group;
+    int32_t p = sq->kv_len - sq->q_len + t;
+    int32_t j0 = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
+    size_t es = c->dtype == TM_F16 ? 2 : 4;
+    const char *base = c->base;
+    const float *q = a->q + (int64_t)(sq->q_start + t) * a->ldq + (int64_t)h * d; /* [head_dim] */
+    float *out = a->out + (int64_t)(sq->q_start + t) * a->ldo + (int64_t)h * d;  /* [head_dim] */
+
+    float mx = -INFINITY;
+    for (int32_t j = j0; j <= p; j++) {
+        int64_t off = tmi_kv_k_offset(c, sq->block_table[j / bl], g, j % bl);
+        float s = dot_row(q, base + off * es, c->dtype, d) * a->scale;
+        scores[j - j0] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0.0f;
+    for (int32_t j = j0; j <= p; j++) {
+        float e = expf(scores[j - j0] - mx);
+        scores[j - j0] = e;
+        sum += e;
+    }
+    /* q is fully read by now, so out may share its storage */
+    for (int32_t i = 0; i < d; i++) out[i] = 0.0f;
+    for (int32_t j = j0; j <= p; j++) {
+        int64_t off = tmi_kv_k_offset(c, sq->block_table[j / bl], g, j % bl) + c->v_offset;
+        axpy_row(out, scores[j - j0], base + off * es, c->dtype, d);
+    }
+    float inv = 1.0f / sum;
+    for (int32_t i = 0; i < d; i++) out[i] *= inv;
+}
+
+static void attn_task(void *ctx, int64_t idx, int thread)
+{
+    const attn_job *job = ctx;
+    const tmi_attention_args *a = job->a;
+    int32_t h = (int32_t)(idx % a->n_head);
+    int64_t rest = idx / a->n_head;
+    int32_t slice = (int32_t)(rest % job->slices);
+    const tmi_attn_seq *sq = &a->seqs[rest / job->slices];
+    float *scores = job->scratch + (int64_t)thread * job->stride;
+    for (int32_t t = slice; t < sq->q_len; t += job->slices) attend_row(job, sq, t, h, scores);
+}
+
+size_t tmi_attention_cpu_workspace(int32_t max_kv_len, int threads)
+{
+    if (max_kv_len <= 0) return 0;
+    if (threads < 1) threads = 1;
+    int64_t stride = ((int64_t)max_kv_len + ATTN_ALIGN - 1) / ATTN_ALIGN * ATTN_ALIGN;
+    return (size_t)threads * (size_t)stride * sizeof(float) + 64;
+}
+
+static tm_status attention_check(const tmi_exec *ex, const tmi_attention_args *a, int32_t *max_kv_len)
+{
+    const tmi_kv_cache *c = &a->cache;
+    tm_status st = tmi_kv_check_cache("attention", c);
+    if (st != TM_OK) return st;
+    if (a->n_head <= 0 || a->n_head % c->n_kv_head != 0)
+        return tmi_fail(TM_ERR_INVALID_ARG, "attention: n_head must be a positive multiple of n_kv_head (%d), got %d",
+                        c->n_kv_head, a->n_head);
+    if (a->window < 0) return tmi_fail(TM_ERR_INVALID_ARG, "attention: window must be >= 0, got %d", a->window);
+    int64_t width = (int64_t)a->n_head * c->head_dim;
+    if (!a->q || !a->out) return tmi_fail(TM_ERR_INVALID_ARG, "attention: q and out must not be NULL");
+    if (a->ldq < width || a->ldo < width)
+        return tmi_fail(TM_ERR_INVALID_ARG, "attention: ldq and ldo must be >= n_head * head_dim (%lld), got %lld, %lld",
+                        (long long)width, (long long)a->ldq, (long long)a->ldo);
+    if ((st = tmi_kv_check_seqs("attention", a->seqs, a->n_seq, c->block_len, max_kv_len)) != TM_OK) return st;
+    size_t need = tmi_attention_cpu_workspace(*max_kv_len, tmi_pool_threads(ex->pool));
+    if (need && (!ex->workspace || ex->workspace_bytes < need))
+        return tmi_fail(TM_ERR_INVALID_ARG,
+                        "attention: workspace must hold tmi_attention_cpu_workspace(%d) = %zu bytes, got %zu",
+                        *max_kv_len, need, ex->workspace ? ex->workspace_bytes : (size_t)0);
+    return TM_OK;
+}
+
+tm_status tmi_attention_cpu(const tmi_exec *ex, const tmi_attention_args *a)
+{
+    if (!ex || !a) return tmi_fail(TM_ERR_INVALID_ARG, "attention: exec and args must not be NULL");
+    if (a->n_seq == 0) return TM_OK;
+    int32_t max_kv_len = 0;
+    tm_status st = attention_check(ex, a, &max_kv_len);
+    if (st != TM_OK) return st;
+    int32_t max_q_len = 0;
+    for (int32_t s = 0; s < a->n_seq; s++)
+        if (a->seqs[s].q_len > max_q_len) max_q_len = a->seqs[s].q_len;
+    if (max_q_len == 0) return TM_OK;
+
+    int threads = tmi_pool_threads(ex->pool);
+    attn_job job = {.a = a, .group = a->n_head / a->cache.n_kv_head};
+    job.scratch = (float *)(((uintptr_t)ex->workspace + 63) & ~(uintptr_t)63);
+    job.stride = ((int64_t)max_kv_len + ATTN_ALIGN - 1) / ATTN_ALIGN * ATTN_ALIGN;
+    /* enough slices for ~4 tasks per thread, never more than the longest q_len */
+    int64_t pairs = (int64_t)a->n_seq * a->n_head;
+    int64_t slices = (4 * (int64_t)threads + pairs - 1) / pairs;
+    job.slices = (int32_t)(slices < 1 ? 1 : slices > max_q_len ? max_q_len : slices);
+    if (threads == 1) job.slices = 1;
+    tmi_pool_run(ex->pool, attn_task, &job, pairs * job.slices);
+    return TM_OK;
+}

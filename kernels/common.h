@@ -1,0 +1,104 @@
+/* common.h - what every kernel shares: the execution context and dtype helpers.
+ *
+ * A kernel is `tm_status tmi_<op>_<device>(const tmi_exec *ex, const tmi_<op>_args *a)`.
+ * Kernels never allocate: scratch memory comes from ex->workspace, sized by the
+ * op's *_workspace() function where it has one.  They validate shapes and dtypes,
+ * return TM_OK at once on empty input, and report errors with tmi_fail().
+ */
+#ifndef TMI_KERNELS_COMMON_H
+#define TMI_KERNELS_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tmrun.h"
+#include "../runtime/error.h"
+
+struct tmi_pool;
+
+typedef struct tmi_exec {
+    tm_backend backend;
+    struct tmi_pool *pool; /* CPU: worker threads (NULL: run on the caller) */
+    void *stream;          /* CUDA: cudaStream_t */
+    void *workspace;       /* scratch provided by the caller */
+    size_t workspace_bytes;
+} tmi_exec;
+
+/* fp16 / bf16 <-> fp32, exact where the format allows (round to nearest even). */
+static inline float tmi_bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint16_t tmi_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float tmi_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    uint32_t u;
+    if (exp == 0) {
+        if (man == 0) {
+            u = sign;
+        } else { /* subnormal: normalise */
+            int e = -1;
+            do { e++; man <<= 1; } while ((man & 0x400u) == 0);
+            u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) {
+        u = sign | 0x7f800000u | (man << 13);
+    } else {
+        u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline uint16_t tmi_f32_to_f16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* overflow to inf */
+    if (a < 0x38800000u) {                                   /* subnormal or zero */
+        if (a < 0x33000000u) return (uint16_t)sign;
+        uint32_t man = (a & 0x7fffffu) | 0x800000u;
+        int shift = 126 - (int)(a >> 23);
+        uint32_t r = man >> (shift + 1);
+        uint32_t rem = man & ((1u << (shift + 1)) - 1u);
+        uint32_t half = 1u << shift;
+        if (rem > half || (rem == half && (r & 1u))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u;
+    return (uint16_t)(sign | (r >> 13));
+}
+
+/* Element i of a weight vector of dtype TM_F32, TM_F16 or TM_BF16, as fp32. */
+static inline float tmi_load_f32(const void *p, tm_dtype dtype, int64_t i)
+{
+    switch (dtype) {
+    case TM_F16: return tmi_f16_to_f32(((const uint16_t *)p)[i]);
+    case TM_BF16: return tmi_bf16_to_f32(((const uint16_t *)p)[i]);
+    default: return ((const float *)p)[i];
+    }
+}
+
+static inline int tmi_is_float_dtype(tm_dtype d) { return d == TM_F32 || d == TM_F16 || d == TM_BF16; }
+
+#endif

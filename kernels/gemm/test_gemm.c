@@ -1,0 +1,239 @@
+/* test_gemm.c - tmi_gemm_cpu against a double-precision reference written here. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "kernels/gemm/gemm.h"
+#include "kernels/registry.h"
+#include "runtime/threadpool.h"
+
+/* Norm-wise relative error allowed, ||c - ref|| / ||ref|| (fp32 accumulation). */
+#define GEMM_REL_TOL 1e-5
+/* Per element: |c - ref| <= (k + 2) * u * (|c0| + |bias| + sum |a||b|), the
+ * textbook bound of a length-k fp32 dot product (u = 2^-24, doubled for slack). */
+#define GEMM_UNIT 1.2e-7
+
+static const float SENTINEL = 12345.0f;
+
+typedef struct gemm_case {
+    int64_t m, n, k;
+    tm_dtype dtype;
+    int bias;      /* 0: none; else bias in dtype */
+    int accumulate;
+    int pad;       /* extra columns in lda, ldb, ldc */
+    tmi_pool *pool;
+} gemm_case;
+
+/* x (fp32, [count]) stored as dtype; returns a malloc'd buffer. */
+static void *to_dtype(const float *x, int64_t count, tm_dtype dtype)
+{
+    if (dtype == TM_F32) {
+        float *f = malloc((size_t)(count ? count : 1) * sizeof *f);
+        memcpy(f, x, (size_t)count * sizeof *f);
+        return f;
+    }
+    uint16_t *h = malloc((size_t)(count ? count : 1) * sizeof *h);
+    for (int64_t i = 0; i < count; i++) h[i] = dtype == TM_F16 ? tmi_f32_to_f16(x[i]) : tmi_f32_to_bf16(x[i]);
+    return h;
+}
+
+static unsigned long long seed_of(const gemm_case *c)
+{
+    return (unsigned long long)(c->m * 1000003 + c->n * 10007 + c->k * 101 + c->dtype * 7 + c->pad);
+}
+
+/* Runs one case and returns 1 when every check passed. */
+static int run_case(const gemm_case *c)
+{
+    int64_t m = c->m, n = c->n, k = c->k;
+    int64_t lda = k + c->pad, ldb = n + c->pad, ldc = n + c->pad;
+    int threads = tmi_pool_threads(c->pool);
+    float *a = malloc((size_t)(m * lda + 1) * sizeof *a);   /* [m][lda] fp32 */
+    float *bf = malloc((size_t)(k * ldb + 1) * sizeof *bf); /* [k][ldb] fp32 source of b */
+    float *biasf = malloc((size_t)(n + 1) * sizeof *biasf); /* [n] */
+    float *c0 = malloc((size_t)(m * ldc + 1) * sizeof *c0); /* [m][ldc] initial C */
+    tt_fill_random(a, m * lda, seed_of(c));
+    tt_fill_random(bf, k * ldb, seed_of(c) + 1);
+    tt_fill_random(biasf, n, seed_of(c) + 2);
+    tt_fill_random(c0, m * ldc, seed_of(c) + 3);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = n; j < ldc; j++) c0[i * ldc + j] = SENTINEL;
+    void *b = to_dtype(bf, k * ldb, c->dtype);
+    void *bias = c->bias ? to_dtype(biasf, n, c->dtype) : NULL;
+    float *cout = malloc((size_t)(m * ldc + 1) * sizeof *cout);
+    memcpy(cout, c0, (size_t)(m * ldc) * sizeof *cout);
+
+    size_t ws_bytes = tmi_gemm_cpu_workspace(m, n, k, threads);
+    void *ws = ws_bytes ? malloc(ws_bytes) : NULL;
+    tmi_exec ex = {.backend = TM_BACKEND_CPU, .pool = c->pool, .workspace = ws, .workspace_bytes = ws_bytes};
+    tmi_gemm_args g = {.m = m, .n = n, .k = k, .a = a, .lda = lda, .b = b, .b_dtype = c->dtype, .ldb = ldb,
+                       .bias = bias, .bias_dtype = c->dtype, .c = cout, .ldc = ldc, .accumulate = c->accumulate};
+    int ok = CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
+
+    double err2 = 0, ref2 = 0, worst = 0;
+    int sentinel_ok = 1;
+    for (int64_t i = 0; i < m && ok; i++) {
+        for (int64_t j = 0; j < n; j++) {
+            double ref = 0, mag = 0;
+            for (int64_t p = 0; p < k; p++) {
+                double t = (double)a[i * lda + p] * tmi_load_f32(b, c->dtype, p * ldb + j);
+                ref += t;
+                mag += fabs(t);
+            }
+            if (bias) {
+                double bj = tmi_load_f32(bias, c->dtype, j);
+                ref += bj;
+                mag += fabs(bj);
+            }
+            if (c->accumulate) {
+                ref += c0[i * ldc + j];
+                mag += fabs(c0[i * ldc + j]);
+            }
+            double e = fabs(cout[i * ldc + j] - ref);
+            err2 += e * e;
+            ref2 += ref * ref;
+            double bound = (double)(k + 2) * GEMM_UNIT * mag + 1e-30;
+            if (!(e <= bound) && e / bound > worst) worst = e / bound;
+        }
+        for (int64_t j = n; j < ldc; j++) sentinel_ok &= cout[i * ldc + j] == SENTINEL;
+    }
+    double rel = ref2 > 0 ? sqrt(err2 / ref2) : sqrt(err2);
+    ok &= CHECK(rel < GEMM_REL_TOL);
+    ok &= CHECK(worst == 0);
+    ok &= CHECK(sentinel_ok);
+    if (!ok)
+        fprintf(stderr, "  case m=%lld n=%lld k=%lld dtype=%d bias=%d acc=%d pad=%d threads=%d: rel %.3g, worst/bound %.3g\n",
+                (long long)m, (long long)n, (long long)k, (int)c->dtype, c->bias, c->accumulate, c->pad, threads,
+                rel, worst);
+    free(a);
+    free(bf);
+    free(biasf);
+    free(c0);
+    free(b);
+    free(bias);
+    free(cout);
+    free(ws);
+    return ok;
+}
+
+static tmi_pool *pool2;
+
+/* The brief's grid: every m, n, k, dtype and thread count, cycling bias,
+ * accumulate and padded strides so each shape meets each variant. */
+static void test_gemm_grid(void)
+{
+    static const int64_t ms[] = {0, 1, 2, 5, 17, 64, 130};
+    static const int64_t ns[] = {1, 7, 16, 33, 260};
+    static const int64_t ks[] = {1, 3, 64, 257};
+    static const tm_dtype dts[] = {TM_F32, TM_F16, TM_BF16};
+    int failures = 0, variant = 0;
+    for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+            for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
+                for (size_t di = 0; di < 3; di++)
+                    for (int t = 0; t < 2; t++)
+                        for (int v = 0; v < 4; v++, variant++) {
+                            gemm_case c = {ms[mi], ns[ni], ks[ki], dts[di], v & 1, (v >> 1) & 1,
+                                           (variant % 3) * 5, t ? pool2 : NULL};
+                            failures += !run_case(&c);
+                            if (failures > 5) return; /* the first few say enough */
+                        }
+}
+
+/* Shapes past one K block and one N block, and decode shapes with long k. */
+static void test_gemm_large(void)
+{
+    static const int64_t shapes[][3] = {
+        {67, 530, 600}, {1, 300, 1001}, {3, 300, 1001}, {4, 1000, 515}, {6, 257, 300}, {200, 40, 129},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int d = 0; d < 3; d++) {
+            gemm_case c = {shapes[s][0], shapes[s][1], shapes[s][2], (tm_dtype)d, 1, (int)(s & 1), 3, pool2};
+            run_case(&c);
+        }
+}
+
+static void test_gemm_k0(void)
+{
+    float c[6] = {1, 2, 3, 4, 5, 6};
+    float bias[3] = {10, 20, 30};
+    tmi_exec ex = {.backend = TM_BACKEND_CPU};
+    tmi_gemm_args g = {.m = 2, .n = 3, .k = 0, .b_dtype = TM_F32, .bias = bias, .bias_dtype = TM_F32,
+                       .c = c, .ldc = 3, .accumulate = 1};
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
+    CHECK(c[0] == 11 && c[2] == 33 && c[5] == 36);
+    g.accumulate = 0;
+    g.bias = NULL;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
+    CHECK(c[0] == 0 && c[5] == 0);
+}
+
+static void test_gemm_errors(void)
+{
+    float a[64 * 8] = {0}, b[8 * 16] = {0}, c[64 * 16];
+    tmi_exec ex = {.backend = TM_BACKEND_CPU};
+    tmi_gemm_args g = {.m = 64, .n = 16, .k = 8, .a = a, .lda = 8, .b = b, .b_dtype = TM_F32, .ldb = 16,
+                       .c = c, .ldc = 16};
+    CHECK(tmi_gemm_cpu_workspace(64, 16, 8, 1) > 0);
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG); /* no workspace */
+    CHECK(strstr(tm_last_error(), "workspace") != NULL);
+    char ws[64];
+    ex.workspace = ws;
+    ex.workspace_bytes = sizeof ws;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG); /* too small */
+    g.m = 1; /* the GEMV path needs none */
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
+    g.ldb = 15;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
+    CHECK(strstr(tm_last_error(), "ldb") != NULL);
+    g.ldb = 16;
+    g.lda = 7;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
+    g.lda = 8;
+    g.b_dtype = TM_I32;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
+    g.b_dtype = TM_F32;
+    g.m = -1;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
+    g.m = 1;
+    g.bias = b;
+    g.bias_dtype = TM_I8;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
+    g.bias = NULL;
+    g.n = 0; /* empty: nothing is read */
+    g.ldc = 0;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
+    /* the size grows with every dimension, so sizing for the largest shape is enough */
+    CHECK(tmi_gemm_cpu_workspace(512, 4096, 4096, 2) >= tmi_gemm_cpu_workspace(64, 260, 257, 2));
+    CHECK(tmi_gemm_cpu_workspace(512, 4096, 4096, 2) >= tmi_gemm_cpu_workspace(512, 4096, 4096, 1));
+}
+
+static void test_gemm_registry_and_bench(void)
+{
+    const tmi_ops *ops = tmi_ops_get(TM_BACKEND_CPU);
+    CHECK(ops && ops->gemm == tmi_gemm_cpu);
+    double gf = 0;
+    CHECK_STATUS(tm_bench_gemm_cpu(32, 48, 40, TM_F16, 2, 2, &gf), TM_OK);
+    CHECK(gf > 0);
+    CHECK_STATUS(tm_bench_gemm_cpu(1, 48, 40, TM_BF16, 1, 1, &gf), TM_OK);
+    CHECK_STATUS(tm_bench_gemm_cpu(0, 48, 40, TM_F32, 1, 1, &gf), TM_ERR_INVALID_ARG);
+    CHECK_STATUS(tm_bench_gemm_cpu(8, 8, 8, TM_I32, 1, 1, &gf), TM_ERR_INVALID_ARG);
+    CHECK_STATUS(tm_bench_gemm_cpu(8, 8, 8, TM_F32, 1, 0, &gf), TM_ERR_INVALID_ARG);
+    CHECK_STATUS(tm_bench_gemm_cpu(8, 8, 8, TM_F32, -1, 1, &gf), TM_ERR_INVALID_ARG);
+}
+
+int main(void)
+{
+    if (tmi_pool_create(2, &pool2) != TM_OK) {
+        fprintf(stderr, "pool: %s\n", tm_last_error());
+        return 1;
+    }
+    RUN(test_gemm_grid);
+    RUN(test_gemm_large);
+    RUN(test_gemm_k0);
+    RUN(test_gemm_errors);
+    RUN(test_gemm_registry_and_bench);
+    tmi_pool_destroy(pool2);
+    return tt_finish();
+}

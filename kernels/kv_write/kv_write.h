@@ -1,0 +1,19 @@
+/* kv_write.h - store the new tokens' K and V of one layer into their cache blocks. */
+#ifndef TMI_KV_WRITE_H
+#define TMI_KV_WRITE_H
+
+#include "../attention/attention.h"
+
+typedef struct tmi_kv_write_args {
+    int32_t n_seq;
+    const tmi_attn_seq *seqs; /* row t of sequence s goes to position kv_len - q_len + t */
+    const float *k;           /* [n_tok][ldk], kv head g at g*head_dim, fp32 */
+    int64_t ldk;
+    const float *v;           /* [n_tok][ldv] */
+    int64_t ldv;
+    tmi_kv_cache cache;
+} tmi_kv_write_args;
+
+tm_status tmi_kv_write_cpu(const tmi_exec *ex, const tmi_kv_write_args *a);
+
+#endif

@@ -1,0 +1,62 @@
+/* kv_write_cpu.c - copy the new rows' K and V of one layer into their cache slots
+ * (fp32, or fp16 rounded to nearest even). */
+#include "kv_write.h"
+
+#include "../attention/paged_kv.h"
+#include "../../runtime/threadpool.h"
+
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+static void store_row(void *base, tm_dtype dtype, int64_t off, const float *src, int32_t d)
+{
+    if (dtype == TM_F32) {
+        memcpy((float *)base + off, src, (size_t)d * sizeof(float));
+        return;
+    }
+    uint16_t *dst = (uint16_t *)base + off;
+    int32_t i = 0;
+#ifdef __AVX2__
+    for (; i + 8 <= d; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+    for (; i < d; i++) dst[i] = tmi_f32_to_f16(src[i]);
+}
+
+/* One task per sequence: its rows, every kv head, K and V. */
+static void kv_write_task(void *ctx, int64_t s, int thread)
+{
+    const tmi_kv_write_args *a = ctx;
+    const tmi_kv_cache *c = &a->cache;
+    const tmi_attn_seq *sq = &a->seqs[s];
+    for (int32_t t = 0; t < sq->q_len; t++) {
+        int32_t p = sq->kv_len - sq->q_len + t;
+        int32_t block = sq->block_table[p / c->block_len], slot = p % c->block_len;
+        const float *k = a->k + (int64_t)(sq->q_start + t) * a->ldk; /* [n_kv_head][head_dim] */
+        const float *v = a->v + (int64_t)(sq->q_start + t) * a->ldv;
+        for (int32_t g = 0; g < c->n_kv_head; g++) {
+            int64_t off = tmi_kv_k_offset(c, block, g, slot);
+            store_row(c->base, c->dtype, off, k + (int64_t)g * c->head_dim, c->head_dim);
+            store_row(c->base, c->dtype, off + c->v_offset, v + (int64_t)g * c->head_dim, c->head_dim);
+        }
+    }
+}
+
+tm_status tmi_kv_write_cpu(const tmi_exec *ex, const tmi_kv_write_args *a)
+{
+    if (!ex || !a) return tmi_fail(TM_ERR_INVALID_ARG, "kv_write: exec and args must not be NULL");
+    if (a->n_seq == 0) return TM_OK;
+    tm_status st = tmi_kv_check_cache("kv_write", &a->cache);
+    if (st != TM_OK) return st;
+    int32_t max_kv_len;
+    if ((st = tmi_kv_check_seqs("kv_write", a->seqs, a->n_seq, a->cache.block_len, &max_kv_len)) != TM_OK)
+        return st;
+    int64_t width = (int64_t)a->cache.n_kv_head * a->cache.head_dim;
+    if (!a->k || !a->v) return tmi_fail(TM_ERR_INVALID_ARG, "kv_write: k and v must not be NULL");
+    if (a->ldk < width || a->ldv < width)
+        return tmi_fail(TM_ERR_INVALID_ARG, "kv_write: ldk and ldv must be >= n_kv_head * head_dim (%lld), got %lld, %lld",
+                        (long long)width, (long long)a->ldk, (long long)a->ldv);
+    tmi_pool_run(ex->pool, kv_write_task, (void *)a, a->n_seq);
+    return TM_OK;
+}

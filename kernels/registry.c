@@ -1,0 +1,33 @@
+/* registry.c - the op tables of registry.h.  The CUDA table exists only in
+ * builds with nvcc; its missing ops are NULL until their kernels land. */
+#include "registry.h"
+
+static const tmi_ops cpu_ops = {
+    .name = "cpu",
+    .gemm = tmi_gemm_cpu,
+    .rmsnorm = tmi_rmsnorm_cpu,
+    .rope = tmi_rope_cpu,
+    .attention = tmi_attention_cpu,
+    .kv_write = tmi_kv_write_cpu,
+    .silu_mul = tmi_silu_mul_cpu,
+    .embedding = tmi_embedding_cpu,
+};
+
+#ifdef TMRUN_HAVE_CUDA
+static const tmi_ops cuda_ops = {
+    .name = "cuda",
+    .rmsnorm = tmi_rmsnorm_cuda,
+    .silu_mul = tmi_silu_mul_cuda,
+};
+#endif
+
+const tmi_ops *tmi_ops_get(tm_backend backend)
+{
+    switch (backend) {
+    case TM_BACKEND_CPU: return &cpu_ops;
+#ifdef TMRUN_HAVE_CUDA
+    case TM_BACKEND_CUDA: return &cuda_ops;
+#endif
+    default: return NULL;
+    }
+}

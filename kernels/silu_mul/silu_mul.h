@@ -1,0 +1,21 @@
+/* silu_mul.h - out = silu(gate) * up, the SwiGLU activation. */
+#ifndef TMI_SILU_MUL_H
+#define TMI_SILU_MUL_H
+
+#include "../common.h"
+
+typedef struct tmi_silu_mul_args {
+    int64_t n, d;
+    const float *gate; /* [n][ldg], fp32 */
+    int64_t ldg;
+    const float *up;   /* [n][ldu], fp32 */
+    int64_t ldu;
+    float *out;        /* [n][ldo], fp32; may equal gate */
+    int64_t ldo;
+} tmi_silu_mul_args;
+
+tm_status tmi_silu_mul_cpu(const tmi_exec *ex, const tmi_silu_mul_args *a);
+/* Same signature; device pointers. */
+tm_status tmi_silu_mul_cuda(const tmi_exec *ex, const tmi_silu_mul_args *a);
+
+#endif

@@ -1,0 +1,126 @@
+/* context.c - tm_context: one sequence with a private KV cache.
+ *
+ * The cache is a pool of blocks used in order (block table = 0, 1, 2 ...), so the
+ * context runs the same paged forward as the engine.  Long inputs are fed in
+ * chunks of the forward capacity; the paged attention makes chunking exact. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "model.h"
+
+enum { CONTEXT_CHUNK = 512 };
+
+struct tm_context {
+    tm_model *model;
+    int32_t max_tokens;
+    int32_t len;
+    int32_t block_len;
+    int32_t *block_table; /* [n_blocks] = 0 .. n_blocks-1 */
+    float *kv;            /* [n_blocks][num_layer][2][kv_head_num][block_len][size_per_head] fp32 */
+    tmi_kv_cache cache;
+    int32_t *rows;        /* [CONTEXT_CHUNK] logit rows 0 .. n-1 */
+    tmi_fwd_buffers fb;
+};
+
+tm_context_params tm_context_default_params(void)
+{
+    tm_context_params p = {0};
+    return p;
+}
+
+tm_status tm_context_create(tm_model *model, const tm_context_params *params, tm_context **out)
+{
+    if (!model || !out) return tmi_fail(TM_ERR_INVALID_ARG, "tm_context_create: NULL argument");
+    tm_context_params p = params ? *params : tm_context_default_params();
+    if (p.max_tokens == 0) p.max_tokens = model->p.max_position_embeddings;
+    if (p.block_len == 0) p.block_len = 64;
+    if (p.max_tokens < 1 || p.max_tokens > (1 << 24))
+        return tmi_fail(TM_ERR_INVALID_ARG, "max_tokens must be in [1, 16777216], got %d", p.max_tokens);
+    if (p.block_len < 1 || p.block_len > 4096)
+        return tmi_fail(TM_ERR_INVALID_ARG, "block_len must be in [1, 4096], got %d", p.block_len);
+
+    tm_context *c = calloc(1, sizeof *c);
+    if (!c) return tmi_fail(TM_ERR_NOMEM, "tm_context_create: out of memory");
+    c->model = model;
+    c->max_tokens = p.max_tokens;
+    c->block_len = p.block_len;
+    int32_t n_blocks = (p.max_tokens + p.block_len - 1) / p.block_len;
+    size_t kv_elems = (size_t)n_blocks * (size_t)tmi_model_kv_block_elems(model, p.block_len);
+    c->block_table = malloc((size_t)n_blocks * sizeof(int32_t));
+    c->kv = malloc(kv_elems * sizeof(float));
+    c->rows = malloc(CONTEXT_CHUNK * sizeof(int32_t));
+    tm_status s = TM_OK;
+    if (!c->block_table || !c->kv || !c->rows) {
+        s = tmi_fail(TM_ERR_NOMEM, "tm_context_create: KV cache of %zu floats: out of memory", kv_elems);
+        goto err;
+    }
+    for (int32_t i = 0; i < n_blocks; i++) c->block_table[i] = i;
+    for (int32_t i = 0; i < CONTEXT_CHUNK; i++) c->rows[i] = i;
+    c->cache = tmi_model_kv_layout(model, TM_F32, p.block_len);
+    c->cache.base = c->kv;
+    int32_t cap = p.max_tokens < CONTEXT_CHUNK ? p.max_tokens : CONTEXT_CHUNK;
+    if ((s = tmi_fwd_buffers_init(&c->fb, model, cap, p.max_tokens))) goto err;
+    *out = c;
+    return TM_OK;
+err:
+    tm_context_destroy(c);
+    return s;
+}
+
+void tm_context_destroy(tm_context *ctx)
+{
+    if (!ctx) return;
+    tmi_fwd_buffers_free(&ctx->fb);
+    free(ctx->block_table);
+    free(ctx->kv);
+    free(ctx->rows);
+    free(ctx);
+}
+
+void tm_context_reset(tm_context *ctx)
+{
+    if (ctx) ctx->len = 0;
+}
+
+int32_t tm_context_length(const tm_context *ctx) { return ctx ? ctx->len : 0; }
+
+tm_status tm_context_eval(tm_context *ctx, const int32_t *tokens, int32_t n, float *logits, int32_t all_logits)
+{
+    if (!ctx || !tokens) return tmi_fail(TM_ERR_INVALID_ARG, "tm_context_eval: NULL argument");
+    if (n < 1) return tmi_fail(TM_ERR_INVALID_ARG, "tm_context_eval: need at least 1 token, got %d", n);
+    if (n > ctx->max_tokens - ctx->len)
+        return tmi_fail(TM_ERR_INVALID_ARG, "context holds %d of %d tokens: %d more do not fit", ctx->len,
+                        ctx->max_tokens, n);
+    int32_t vocab = ctx->model->p.vocab_size;
+    for (int32_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= vocab)
+            return tmi_fail(TM_ERR_INVALID_ARG, "token %d at index %d is outside the vocabulary [0, %d)", tokens[i],
+                            i, vocab);
+    int32_t start = ctx->len;
+    for (int32_t done = 0; done < n;) {
+        int32_t chunk = n - done < ctx->fb.cap_tok ? n - done : ctx->fb.cap_tok;
+        int last_chunk = done + chunk == n;
+        tmi_attn_seq seq = {
+            .q_start = 0, .q_len = chunk, .kv_len = start + done + chunk, .block_table = ctx->block_table,
+        };
+        tmi_batch b = {.n_tok = chunk, .tokens = tokens + done, .n_seq = 1, .seqs = &seq};
+        if (logits && all_logits) {
+            b.n_logits = chunk;
+            b.logit_rows = ctx->rows;
+            b.logits = logits + (size_t)done * vocab;
+        } else if (logits && last_chunk) {
+            b.n_logits = 1;
+            b.logit_rows = &ctx->rows[chunk - 1];
+            b.logits = logits;
+        }
+        tm_status s = tmi_forward(ctx->model, &ctx->fb, &b, ctx->cache);
+        if (s) {
+            ctx->len = start; /* the cache past start may be partly written: forget it */
+            return s;
+        }
+        done += chunk;
+    }
+    ctx->len = start + n;
+    return TM_OK;
+}

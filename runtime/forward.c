@@ -1,0 +1,231 @@
+/* forward.c - one forward pass of a Llama-family model over a ragged batch.
+ *
+ * Rows are new tokens of several sequences (prefill chunks and decode tokens
+ * alike); each layer writes its rows' K/V into the paged cache and attends over
+ * the sequence's blocks, so a prefill chunk and a decode step are the same code. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "model.h"
+
+static int64_t qkv_cols(const tm_model_params *p)
+{
+    return (int64_t)(p->head_num + 2 * p->kv_head_num) * p->size_per_head;
+}
+
+static int64_t max3(int64_t a, int64_t b, int64_t c)
+{
+    int64_t m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t cap_tok, int32_t max_kv_len)
+{
+    const tm_model_params *p = &m->p;
+    memset(fb, 0, sizeof *fb);
+    if (cap_tok < 1) return tmi_fail(TM_ERR_INVALID_ARG, "forward capacity must be >= 1 token, got %d", cap_tok);
+    tm_status s = tmi_pool_create(p->num_threads, &fb->pool);
+    if (s) return s;
+    int threads = tmi_pool_threads(fb->pool);
+    size_t n = (size_t)cap_tok;
+    fb->cap_tok = cap_tok;
+    fb->max_kv_len = max_kv_len;
+    fb->x = malloc(n * p->hidden_size * sizeof(float));
+    fb->h = malloc(n * p->hidden_size * sizeof(float));
+    fb->qkv = malloc(n * qkv_cols(p) * sizeof(float));
+    fb->attn = malloc(n * p->head_num * p->size_per_head * sizeof(float));
+    fb->gate = malloc(n * p->inter_size * sizeof(float));
+    fb->up = malloc(n * p->inter_size * sizeof(float));
+    fb->pos = malloc(n * sizeof(int32_t));
+    fb->inv_freq = malloc((size_t)p->size_per_head / 2 * sizeof(float));
+    int64_t max_n = max3(qkv_cols(p), p->inter_size, p->vocab_size);
+    int64_t max_k = max3(p->hidden_size, p->inter_size, (int64_t)p->head_num * p->size_per_head);
+    size_t ws = tmi_gemm_cpu_workspace(cap_tok, max_n, max_k, threads);
+    size_t ws_attn = tmi_attention_cpu_workspace(max_kv_len, threads);
+    fb->workspace_bytes = ws > ws_attn ? ws : ws_attn;
+    fb->workspace = aligned_alloc(64, (fb->workspace_bytes + 63) / 64 * 64 + 64);
+    if (!fb->x || !fb->h || !fb->qkv || !fb->attn || !fb->gate || !fb->up || !fb->pos || !fb->inv_freq ||
+        !fb->workspace) {
+        tmi_fwd_buffers_free(fb);
+        return tmi_fail(TM_ERR_NOMEM, "forward buffers for %d tokens: out of memory", cap_tok);
+    }
+    return TM_OK;
+}
+
+void tmi_fwd_buffers_free(tmi_fwd_buffers *fb)
+{
+    free(fb->x);
+    free(fb->h);
+    free(fb->qkv);
+    free(fb->attn);
+    free(fb->gate);
+    free(fb->up);
+    free(fb->pos);
+    free(fb->inv_freq);
+    free(fb->workspace);
+    tmi_pool_destroy(fb->pool);
+    memset(fb, 0, sizeof *fb);
+}
+
+int64_t tmi_model_kv_block_elems(const tm_model *m, int32_t block_len)
+{
+    return (int64_t)m->p.num_layer * 2 * m->p.kv_head_num * block_len * m->p.size_per_head;
+}
+
+tmi_kv_cache tmi_model_kv_layout(const tm_model *m, tm_dtype dtype, int32_t block_len)
+{
+    tmi_kv_cache c = {0};
+    c.dtype = dtype;
+    c.n_kv_head = m->p.kv_head_num;
+    c.head_dim = m->p.size_per_head;
+    c.block_len = block_len;
+    c.v_offset = (int64_t)m->p.kv_head_num * block_len * m->p.size_per_head;
+    c.block_stride = tmi_model_kv_block_elems(m, block_len);
+    return c;
+}
+
+static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_linear *l, const float *x, int64_t ldx,
+                        int64_t rows, float *y, int64_t ldy, int accumulate)
+{
+    tmi_gemm_args g = {
+        .m = rows, .n = l->out, .k = l->in,
+        .a = x, .lda = ldx,
+        .b = l->w, .b_dtype = l->dtype, .ldb = l->out,
+        .bias = l->bias, .bias_dtype = l->bias_dtype,
+        .c = y, .ldc = ldy, .accumulate = accumulate,
+    };
+    return m->ops->gemm(ex, &g);
+}
+
+static tm_status rmsnorm(const tm_model *m, const tmi_exec *ex, const tmi_vec *w, const float *x, float *out,
+                         int64_t rows)
+{
+    int64_t d = m->p.hidden_size;
+    tmi_rmsnorm_args a = {
+        .n = rows, .d = d, .x = x, .ldx = d, .weight = w->data, .w_dtype = w->dtype,
+        .eps = m->p.norm_eps, .out = out, .ldo = d,
+    };
+    return m->ops->rmsnorm(ex, &a);
+}
+
+/* RoPE on the q and k heads of each sequence's rows, with that sequence's freqs. */
+static tm_status rotary(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_batch *b)
+{
+    const tm_model_params *p = &m->p;
+    int64_t ld = qkv_cols(p);
+    for (int32_t s = 0; s < b->n_seq; s++) {
+        const tmi_attn_seq *sq = &b->seqs[s];
+        if (sq->q_len == 0) continue;
+        tmi_rope_inv_freq(p, sq->kv_len, fb->inv_freq);
+        float *rows = fb->qkv + (int64_t)sq->q_start * ld;
+        tmi_rope_args r = {
+            .n_tok = sq->q_len, .n_head = p->head_num + p->kv_head_num, .head_dim = p->size_per_head,
+            .x = rows, .ld = ld, .pos = fb->pos + sq->q_start, .inv_freq = fb->inv_freq, .attn_factor = 1.0f,
+        };
+        tm_status st = m->ops->rope(ex, &r);
+        if (st) return st;
+    }
+    return TM_OK;
+}
+
+static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_batch *b,
+                                 const tmi_layer *L, tmi_kv_cache cache, int64_t n)
+{
+    const tm_model_params *p = &m->p;
+    int64_t hd = p->size_per_head, ldq = qkv_cols(p);
+    int64_t q_cols = (int64_t)p->head_num * hd, kv_cols = (int64_t)p->kv_head_num * hd;
+    tm_status s;
+    if ((s = rmsnorm(m, ex, &L->attn_norm, fb->x, fb->h, n))) return s;
+    if ((s = linear(m, ex, &L->qkv, fb->h, p->hidden_size, n, fb->qkv, ldq, 0))) return s;
+    if ((s = rotary(m, ex, fb, b))) return s;
+    tmi_kv_write_args kw = {
+        .n_seq = b->n_seq, .seqs = b->seqs,
+        .k = fb->qkv + q_cols, .ldk = ldq, .v = fb->qkv + q_cols + kv_cols, .ldv = ldq, .cache = cache,
+    };
+    if ((s = m->ops->kv_write(ex, &kw))) return s;
+    tmi_attention_args at = {
+        .n_seq = b->n_seq, .seqs = b->seqs, .n_head = p->head_num,
+        .q = fb->qkv, .ldq = ldq, .out = fb->attn, .ldo = q_cols, .cache = cache,
+        .scale = 1.0f / sqrtf((float)hd), .window = p->sliding_window,
+    };
+    if ((s = m->ops->attention(ex, &at))) return s;
+    return linear(m, ex, &L->wo, fb->attn, q_cols, n, fb->x, p->hidden_size, 1);
+}
+
+static tm_status ffn_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_layer *L, int64_t n)
+{
+    const tm_model_params *p = &m->p;
+    int64_t inter = p->inter_size;
+    tm_status s;
+    if ((s = rmsnorm(m, ex, &L->ffn_norm, fb->x, fb->h, n))) return s;
+    if ((s = linear(m, ex, &L->w1, fb->h, p->hidden_size, n, fb->gate, inter, 0))) return s;
+    if ((s = linear(m, ex, &L->w3, fb->h, p->hidden_size, n, fb->up, inter, 0))) return s;
+    tmi_silu_mul_args a = {
+        .n = n, .d = inter, .gate = fb->gate, .ldg = inter, .up = fb->up, .ldu = inter, .out = fb->gate, .ldo = inter,
+    };
+    if ((s = m->ops->silu_mul(ex, &a))) return s;
+    return linear(m, ex, &L->w2, fb->gate, inter, n, fb->x, p->hidden_size, 1);
+}
+
+/* Final norm of the wanted rows, gathered into h, then the lm head. */
+static tm_status logits(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_batch *b)
+{
+    int64_t d = m->p.hidden_size;
+    for (int32_t i = 0; i < b->n_logits; i++)
+        memcpy(fb->h + (int64_t)i * d, fb->x + (int64_t)b->logit_rows[i] * d, (size_t)d * sizeof(float));
+    tm_status s = rmsnorm(m, ex, &m->norm, fb->h, fb->h, b->n_logits);
+    if (s) return s;
+    return linear(m, ex, &m->output, fb->h, d, b->n_logits, b->logits, m->p.vocab_size, 0);
+}
+
+static tm_status check_batch(const tm_model *m, const tmi_fwd_buffers *fb, const tmi_batch *b)
+{
+    if (b->n_tok < 1 || b->n_tok > fb->cap_tok)
+        return tmi_fail(TM_ERR_INVALID_ARG, "batch of %d tokens: must be in [1, %d]", b->n_tok, fb->cap_tok);
+    if (b->n_logits < 0 || b->n_logits > b->n_tok)
+        return tmi_fail(TM_ERR_INVALID_ARG, "batch wants %d logit rows of %d tokens", b->n_logits, b->n_tok);
+    int32_t next = 0;
+    for (int32_t s = 0; s < b->n_seq; s++) {
+        const tmi_attn_seq *q = &b->seqs[s];
+        if (q->q_start != next || q->q_len < 0 || q->q_len > q->kv_len || q->kv_len > fb->max_kv_len)
+            return tmi_fail(TM_ERR_INTERNAL, "batch sequence %d: rows [%d, +%d) kv_len %d out of order or range", s,
+                            q->q_start, q->q_len, q->kv_len);
+        next += q->q_len;
+    }
+    if (next != b->n_tok)
+        return tmi_fail(TM_ERR_INTERNAL, "batch sequences cover %d rows of %d", next, b->n_tok);
+    for (int32_t i = 0; i < b->n_logits; i++)
+        if (b->logit_rows[i] < 0 || b->logit_rows[i] >= b->n_tok)
+            return tmi_fail(TM_ERR_INTERNAL, "logit row %d outside the batch", b->logit_rows[i]);
+    (void)m;
+    return TM_OK;
+}
+
+tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache)
+{
+    tm_status s = check_batch(m, fb, b);
+    if (s) return s;
+    tmi_exec ex = {
+        .backend = m->p.backend, .pool = fb->pool, .workspace = fb->workspace, .workspace_bytes = fb->workspace_bytes,
+    };
+    int64_t n = b->n_tok;
+    for (int32_t sq = 0; sq < b->n_seq; sq++)
+        for (int32_t t = 0; t < b->seqs[sq].q_len; t++)
+            fb->pos[b->seqs[sq].q_start + t] = b->seqs[sq].kv_len - b->seqs[sq].q_len + t;
+
+    tmi_embedding_args e = {
+        .n = n, .ids = b->tokens, .table = m->embed.data, .dtype = m->embed.dtype,
+        .vocab = m->p.vocab_size, .d = m->p.hidden_size, .out = fb->x, .ldo = m->p.hidden_size,
+    };
+    if ((s = m->ops->embedding(&ex, &e))) return s;
+    for (int32_t l = 0; l < m->p.num_layer; l++) {
+        tmi_kv_cache c = cache;
+        c.layer_offset = (int64_t)l * 2 * c.v_offset;
+        if ((s = attention_block(m, &ex, fb, b, &m->layers[l], c, n))) return s;
+        if ((s = ffn_block(m, &ex, fb, &m->layers[l], n))) return s;
+    }
+    if (b->n_logits == 0) return TM_OK;
+    return logits(m, &ex, fb, b);
+}

@@ -1,0 +1,361 @@
+/*
+ * tmrun.h - the one public C header of libtmrun.
+ *
+ * Conventions (see docs/API.md):
+ *  - Opaque handles with tm_<obj>_create / tm_<obj>_destroy; destroy is NULL-safe.
+ *  - Every fallible call returns tm_status; TM_OK is 0.  On failure the message is
+ *    in tm_last_error() (thread-local, valid until the next failing call on the
+ *    same thread).  Results come back through out-parameters, which are left
+ *    untouched on failure.
+ *  - Unless a declaration says otherwise a handle may be used by one thread at a
+ *    time; distinct handles are independent.
+ *
+ * The block between the tmrun-ffi markers is mirrored, declaration for
+ * declaration, by lua/tmrun/ffi.lua; tests/lua/ffi_spec.lua fails if they drift.
+ * Inside it: no macros, no includes, one declaration per statement.
+ */
+#ifndef TMRUN_H
+#define TMRUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* tmrun-ffi-begin */
+
+typedef enum tm_status {
+    TM_OK = 0,
+    TM_ERR_INVALID_ARG = 1, /* caller passed a value outside the documented rule */
+    TM_ERR_IO = 2,          /* a file could not be opened, read, mapped or written */
+    TM_ERR_FORMAT = 3,      /* a file's content is malformed */
+    TM_ERR_NOMEM = 4,       /* an allocation failed */
+    TM_ERR_UNSUPPORTED = 5, /* valid, but not implemented by this build or backend */
+    TM_ERR_NOT_FOUND = 6,   /* a named item (tensor, key) does not exist */
+    TM_ERR_STATE = 7,       /* the object is not in a state that allows the call */
+    TM_ERR_DEVICE = 8,      /* a device (CUDA) error; the object is poisoned */
+    TM_ERR_INTERNAL = 9     /* a broken internal invariant: a bug in tmrun */
+} tm_status;
+
+/* The name of a status code ("TM_ERR_FORMAT"); never NULL. */
+const char *tm_status_name(tm_status status);
+
+/* The message of the last failing call on this thread; "" when none. */
+const char *tm_last_error(void);
+
+/* Library version string, e.g. "0.1.0". */
+const char *tm_version(void);
+
+/* Whether this build can run on CUDA devices (1) or not (0), and how many are visible. */
+int tm_cuda_available(void);
+int tm_cuda_device_count(void);
+
+typedef enum tm_dtype {
+    TM_F32 = 0,
+    TM_F16 = 1,
+    TM_BF16 = 2,
+    TM_I32 = 3,
+    TM_I64 = 4,
+    TM_I16 = 5,
+    TM_I8 = 6,
+    TM_U8 = 7,
+    TM_BOOL = 8,
+    TM_F64 = 9
+} tm_dtype;
+
+/* Bytes per element, and the safetensors spelling ("F32", "BF16" ...); 0 and
+ * "INVALID" for a value outside the enum. */
+size_t tm_dtype_size(tm_dtype dtype);
+const char *tm_dtype_name(tm_dtype dtype);
+
+/* ---------------------------------------------------------------- tensors -- */
+
+/* A read-only view of one tensor in a tm_weights store.  name and data live as long
+ * as the store (and are not moved by later additions). */
+typedef struct tm_tensor_info {
+    const char *name;
+    tm_dtype dtype;
+    int32_t ndim;
+    int64_t shape[8];
+    const void *data;
+    int64_t nbytes;
+} tm_tensor_info;
+
+/*
+ * tm_weights: a store of named tensors.  Tensors loaded from safetensors files are
+ * views into the file's read-only mapping (zero copy); tensors added with
+ * tm_weights_add are owned copies.  Every file is validated before any tensor is
+ * visible (header length, JSON, dtypes, shapes against byte ranges, ranges inside
+ * the data area, no overlap, unique names); a bad file is TM_ERR_FORMAT with a
+ * message naming the file and the field.  As in the reference implementation the
+ * ranges must tile the data area exactly: gaps and trailing bytes are errors.
+ * Every data pointer is aligned to its element size: a tensor stored misaligned
+ * in the file (packing puts an F32 after an odd-length F16 anywhere) is copied
+ * once at load time instead of viewed.
+ * Threads: loading and adding need exclusive access; lookups may run concurrently.
+ */
+typedef struct tm_weights tm_weights;
+
+tm_status tm_weights_create(tm_weights **out);
+void tm_weights_destroy(tm_weights *weights);
+
+/* Maps one .safetensors file and adds all its tensors.  A name already in the store
+ * is TM_ERR_FORMAT.  Codes: TM_ERR_IO, TM_ERR_FORMAT, TM_ERR_NOMEM. */
+tm_status tm_weights_load(tm_weights *weights, const char *path);
+
+/* Adds a tensor, copying data (nbytes = product(shape) * tm_dtype_size(dtype)).
+ * Codes: TM_ERR_INVALID_ARG (ndim outside [0, 8], negative dim, duplicate name),
+ * TM_ERR_NOMEM. */
+tm_status tm_weights_add(tm_weights *weights, const char *name, tm_dtype dtype, int32_t ndim,
+                         const int64_t *shape, const void *data);
+
+int64_t tm_weights_count(const tm_weights *weights);
+
+/* Tensor by position (insertion order) or by name.  Codes: TM_ERR_INVALID_ARG,
+ * TM_ERR_NOT_FOUND. */
+tm_status tm_weights_info(const tm_weights *weights, int64_t index, tm_tensor_info *out);
+tm_status tm_weights_find(const tm_weights *weights, const char *name, tm_tensor_info *out);
+
+/* The __metadata__ of the n-th loaded file as a JSON object text ("{}" when none);
+ * the pointer lives as long as the store.  Codes: TM_ERR_INVALID_ARG. */
+tm_status tm_weights_file_metadata(const tm_weights *weights, int32_t file_index, const char **json);
+
+/* Writes every tensor, in insertion order, to one safetensors file (via a temporary
+ * file renamed into place).  metadata_json: NULL or a JSON object whose values are
+ * strings.  Codes: TM_ERR_INVALID_ARG, TM_ERR_IO. */
+tm_status tm_weights_save(const tm_weights *weights, const char *path, const char *metadata_json);
+
+/* -------------------------------------------------------------- converter -- */
+
+typedef enum tm_split {
+    TM_SPLIT_NONE = 0,   /* every rank gets the whole tensor */
+    TM_SPLIT_COLUMN = 1, /* split along the output features (qkv, gate, up) */
+    TM_SPLIT_ROW = 2     /* split along the input features (o, down); a bias goes to rank 0 */
+} tm_split;
+
+typedef struct tm_converter_params {
+    int32_t tp;         /* tensor-parallel ranks, [1, 64] */
+    int32_t keep_dtype; /* 1: keep each source's dtype; 0: cast to dtype */
+    tm_dtype dtype;     /* target dtype when keep_dtype == 0: TM_F32, TM_F16 or TM_BF16 */
+} tm_converter_params;
+
+/*
+ * tm_converter: tensor transforms from HuggingFace layout to the workspace layout.
+ * HF linear weights are [out][in]; workspace linear weights are [in][out]
+ * (TurboMind's), so every linear is transposed.
+ * Threads: one at a time.
+ */
+typedef struct tm_converter tm_converter;
+
+tm_converter_params tm_converter_default_params(void);
+tm_status tm_converter_create(const tm_converter_params *params, tm_converter **out);
+void tm_converter_destroy(tm_converter *conv);
+
+/*
+ * Writes rank `rank`'s share of a linear layer into dst as dst_name.
+ * src_names: n_src HF tensors from src, each [out_i][in] (weights) or [out_i]
+ * (biases).  The rank's slice of each source (column split: out_i / tp rows of
+ * it; row split: in / tp columns) is transposed and the slices are concatenated
+ * along the output axis: fused QKV is {q, k, v}.  Every out_i (column) or in
+ * (row) must divide by tp.  A row-split bias is written on rank 0 and zeros on the
+ * others.  TM_SPLIT_NONE gives every rank the whole (transposed) tensor.
+ * n_src in [1, 64]; the sources share one dtype (F32, F16 or BF16) and are all
+ * weights or all biases.  The result is [in or in / tp][sum of out slices], or
+ * [sum of out slices] for biases.  A dst_name already in dst is
+ * TM_ERR_INVALID_ARG.  Codes: TM_ERR_INVALID_ARG, TM_ERR_NOT_FOUND, TM_ERR_NOMEM.
+ */
+tm_status tm_converter_linear(tm_converter *conv, tm_weights *dst, const char *dst_name,
+                              const tm_weights *src, const char *const *src_names, int32_t n_src,
+                              tm_split split, int32_t rank);
+
+/* Copies (cast as the params say) a tensor unchanged in layout; transpose != 0
+ * transposes a 2-D tensor (tied embeddings become output.weight [hidden][vocab]).
+ * Integer tensors (AWQ qweight, qzeros) are copied bit-exact, never cast.
+ * Codes: TM_ERR_INVALID_ARG, TM_ERR_NOT_FOUND, TM_ERR_NOMEM. */
+tm_status tm_converter_copy(tm_converter *conv, tm_weights *dst, const char *dst_name,
+                            const tm_weights *src, const char *src_name, int32_t transpose);
+
+/* ------------------------------------------------------------------ model -- */
+
+typedef enum tm_rope_type {
+    TM_ROPE_DEFAULT = 0,
+    TM_ROPE_LINEAR = 1,  /* positions divided by factor */
+    TM_ROPE_DYNAMIC = 2, /* dynamic NTK: base grows once a sequence passes original_max */
+    TM_ROPE_LLAMA3 = 3   /* Llama 3.1 frequency-dependent scaling */
+} tm_rope_type;
+
+typedef enum tm_backend {
+    TM_BACKEND_CPU = 0,
+    TM_BACKEND_CUDA = 1
+} tm_backend;
+
+typedef struct tm_model_params {
+    int32_t vocab_size;
+    int32_t hidden_size;
+    int32_t num_layer;
+    int32_t head_num;
+    int32_t kv_head_num;
+    int32_t size_per_head;
+    int32_t inter_size;
+    float norm_eps;
+    int32_t attn_bias;      /* 1: w_qkv has a bias */
+    int32_t attn_out_bias;  /* 1: wo has a bias */
+    int32_t max_position_embeddings;
+    int32_t sliding_window; /* 0: none */
+    tm_rope_type rope_type;
+    float rope_theta;
+    float rope_factor;          /* linear, dynamic, llama3 */
+    float rope_low_freq_factor; /* llama3 */
+    float rope_high_freq_factor;
+    int32_t rope_original_max;  /* llama3 and dynamic: original_max_position_embeddings */
+    int32_t tp;                 /* shards in the weight store; the CPU backend runs tp = 1 */
+    tm_backend backend;
+    int32_t num_threads;        /* CPU worker threads; 0: one per core */
+} tm_model_params;
+
+/*
+ * tm_model: the immutable part of a network (config and weights), shareable by
+ * contexts and engines.  The weights store must outlive the model; it is read,
+ * never changed.  Tensor names and shapes are checked at create time: a missing
+ * or mis-shaped tensor is TM_ERR_FORMAT naming it.
+ * Threads: after create, any number of threads may use the model through their
+ * own contexts.
+ */
+typedef struct tm_model tm_model;
+
+tm_model_params tm_model_default_params(void);
+tm_status tm_model_create(const tm_model_params *params, const tm_weights *weights, tm_model **out);
+void tm_model_destroy(tm_model *model);
+/* Number of parameters (weights) the model reads per token. */
+int64_t tm_model_param_count(const tm_model *model);
+
+typedef struct tm_context_params {
+    int32_t max_tokens;  /* tokens the context may hold, [1, 1 << 24]; 0: max_position_embeddings */
+    int32_t block_len;   /* KV block length in tokens, [1, 4096]; 0: 64 */
+} tm_context_params;
+
+/*
+ * tm_context: one sequence with its own KV cache over a model: the simple path
+ * (generate.lua, goldens, tests).  The engine serves many sequences at once.
+ * Threads: one at a time.
+ */
+typedef struct tm_context tm_context;
+
+tm_context_params tm_context_default_params(void);
+tm_status tm_context_create(tm_model *model, const tm_context_params *params, tm_context **out);
+void tm_context_destroy(tm_context *ctx);
+
+/*
+ * Appends n tokens and runs them through the model.  logits: NULL, or
+ * [n][vocab] fp32 when all_logits != 0, else [1][vocab] for the last token.
+ * Codes: TM_ERR_INVALID_ARG (n < 1, token outside [0, vocab), more tokens than
+ * max_tokens; the context is unchanged), TM_ERR_DEVICE.
+ */
+tm_status tm_context_eval(tm_context *ctx, const int32_t *tokens, int32_t n, float *logits,
+                          int32_t all_logits);
+/* Forgets all tokens. */
+void tm_context_reset(tm_context *ctx);
+int32_t tm_context_length(const tm_context *ctx);
+
+/* -------------------------------------------------------------- tokenizer -- */
+
+/*
+ * tm_tokenizer: BPE tokenizers from HuggingFace tokenizer.json (SentencePiece-style
+ * with byte fallback and "▁", and byte-level with PCRE2 pre-tokenizer regexes),
+ * or a SentencePiece tokenizer.model; tokenizer_config.json beside either supplies
+ * add_bos_token / add_eos_token, bos/eos tokens and clean_up_tokenization_spaces.
+ * Ids match transformers.js (@lenml/tokenizers) for the same files.
+ * Threads: encode uses a per-handle cache, so one thread at a time encodes; decode,
+ * the lookups and streams only read the handle and may run on any threads at once.
+ */
+typedef struct tm_tokenizer tm_tokenizer;
+
+/* path_or_dir: a tokenizer.json or tokenizer.model file, or a folder holding one
+ * (tokenizer.json preferred).  Codes: TM_ERR_INVALID_ARG, TM_ERR_IO (no such file),
+ * TM_ERR_FORMAT (malformed file; the message names the file and the field),
+ * TM_ERR_UNSUPPORTED (a model, normalizer, pre-tokenizer or decoder type this
+ * build does not implement, named in the message), TM_ERR_NOMEM. */
+tm_status tm_tokenizer_create(const char *path_or_dir, tm_tokenizer **out);
+void tm_tokenizer_destroy(tm_tokenizer *tok);
+
+/*
+ * Encodes text[0, len) (any bytes: ill-formed UTF-8 is read as U+FFFD, like a
+ * TextDecoder).  add_special != 0 adds the BOS/EOS the tokenizer's post-processor
+ * and config ask for.  Writes min(count, cap) ids to ids (which may be NULL when
+ * cap is 0) and the full count to *n_ids: when *n_ids > cap, call again with a
+ * buffer of *n_ids.  Codes: TM_ERR_INVALID_ARG, TM_ERR_NOMEM.
+ */
+tm_status tm_tokenizer_encode(tm_tokenizer *tok, const char *text, size_t len, int32_t add_special,
+                              int32_t *ids, int64_t cap, int64_t *n_ids);
+
+/*
+ * Decodes ids[0, n_ids) to UTF-8.  skip_special != 0 leaves out special tokens.
+ * Writes min(length, cap) bytes to text, then a NUL when it fits, and the full
+ * length (without NUL) to *len: when *len >= cap, call again with cap = *len + 1.
+ * Codes: TM_ERR_INVALID_ARG (an id outside [0, vocab size) or without a token).
+ */
+tm_status tm_tokenizer_decode(const tm_tokenizer *tok, const int32_t *ids, int64_t n_ids,
+                              int32_t skip_special, char *text, size_t cap, size_t *len);
+
+/* Vocabulary size: the largest id + 1 (ids inside it may be unused). */
+int32_t tm_tokenizer_vocab_size(const tm_tokenizer *tok);
+/* BOS / EOS ids from tokenizer_config.json (or the post-processor); -1 when none. */
+int32_t tm_tokenizer_bos_id(const tm_tokenizer *tok);
+int32_t tm_tokenizer_eos_id(const tm_tokenizer *tok);
+
+/* The token text of id as tokenizer.json spells it ("Ġthe", "▁the", "<|im_end|>");
+ * *text lives as long as tok and is NUL-terminated.  Codes: TM_ERR_INVALID_ARG
+ * (outside [0, vocab size)), TM_ERR_NOT_FOUND (an unused id). */
+tm_status tm_tokenizer_token_text(const tm_tokenizer *tok, int32_t id, const char **text, size_t *len);
+
+/* The id of the token spelled text[0, len) (vocabulary or added, e.g. "<|im_end|>").
+ * Codes: TM_ERR_INVALID_ARG, TM_ERR_NOT_FOUND. */
+tm_status tm_tokenizer_token_id(const tm_tokenizer *tok, const char *text, size_t len, int32_t *id);
+
+/* 1 when id is a special token (skipped by skip_special), else 0. */
+int32_t tm_tokenizer_is_special(const tm_tokenizer *tok, int32_t id);
+
+/*
+ * tm_tokenizer_stream: incremental decoding for streaming output.  Each feed returns
+ * the text that became final: never part of a UTF-8 character, byte-fallback bytes
+ * held until their character is complete, and the concatenation of all feeds and the
+ * flush equals tm_tokenizer_decode of the same ids.  The tokenizer must outlive
+ * the stream.  Threads: one at a time per stream.
+ */
+typedef struct tm_tokenizer_stream tm_tokenizer_stream;
+
+tm_status tm_tokenizer_stream_create(const tm_tokenizer *tok, int32_t skip_special,
+                                     tm_tokenizer_stream **out);
+void tm_tokenizer_stream_destroy(tm_tokenizer_stream *stream);
+
+/* Feeds one id; *text / *len: the new text ("" and 0 when none), NUL-terminated,
+ * valid until the next call on the stream.  Codes: TM_ERR_INVALID_ARG (bad id: the
+ * stream is unchanged), TM_ERR_NOMEM. */
+tm_status tm_tokenizer_stream_feed(tm_tokenizer_stream *stream, int32_t id, const char **text,
+                                   size_t *len);
+
+/* Ends the text: returns what was held back (an unfinished character becomes
+ * U+FFFD) and makes the stream ready for a new text.  Codes: TM_ERR_NOMEM. */
+tm_status tm_tokenizer_stream_flush(tm_tokenizer_stream *stream, const char **text, size_t *len);
+
+/* ------------------------------------------------------------- benchmarks -- */
+
+/* GFLOP/s of the CPU GEMM on an m x k (fp32) by k x n (dtype) product, best of
+ * reps, using num_threads (0: one per core).  Codes: TM_ERR_INVALID_ARG, TM_ERR_NOMEM. */
+tm_status tm_bench_gemm_cpu(int64_t m, int64_t n, int64_t k, tm_dtype dtype, int32_t num_threads,
+                            int32_t reps, double *gflops);
+
+/* The fp32 FMA throughput the CPU can issue (GFLOP/s): independent vector FMA
+ * chains on num_threads threads (0: one per core) - the peak GEMM is measured
+ * against.  Codes: TM_ERR_INVALID_ARG, TM_ERR_NOMEM. */
+tm_status tm_bench_fma_peak_cpu(int32_t num_threads, double *gflops);
+
+/* tmrun-ffi-end */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TMRUN_H */

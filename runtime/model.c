@@ -1,0 +1,184 @@
+/* model.c - tm_model: validated parameters and weights bound by workspace name. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "error.h"
+#include "model.h"
+
+tm_model_params tm_model_default_params(void)
+{
+    tm_model_params p = {0};
+    p.norm_eps = 1e-6f;
+    p.max_position_embeddings = 2048;
+    p.rope_type = TM_ROPE_DEFAULT;
+    p.rope_theta = 10000.0f;
+    p.rope_factor = 1.0f;
+    p.rope_low_freq_factor = 1.0f;
+    p.rope_high_freq_factor = 4.0f;
+    p.tp = 1;
+    p.backend = TM_BACKEND_CPU;
+    return p;
+}
+
+#define CHECK_RANGE(field, lo, hi)                                                                   \
+    do {                                                                                             \
+        if (p->field < (lo) || p->field > (hi))                                                      \
+            return tmi_fail(TM_ERR_INVALID_ARG, #field " must be in [%lld, %lld], got %lld",         \
+                            (long long)(lo), (long long)(hi), (long long)p->field);                  \
+    } while (0)
+
+static tm_status check_params(const tm_model_params *p)
+{
+    CHECK_RANGE(vocab_size, 1, 1 << 24);
+    CHECK_RANGE(hidden_size, 1, 1 << 17);
+    CHECK_RANGE(num_layer, 1, 4096);
+    CHECK_RANGE(head_num, 1, 4096);
+    CHECK_RANGE(kv_head_num, 1, p->head_num);
+    CHECK_RANGE(size_per_head, 2, 1024);
+    CHECK_RANGE(inter_size, 1, 1 << 20);
+    CHECK_RANGE(max_position_embeddings, 1, 1 << 24);
+    CHECK_RANGE(sliding_window, 0, 1 << 24);
+    CHECK_RANGE(tp, 1, 1);
+    CHECK_RANGE(num_threads, 0, 512);
+    if (p->head_num % p->kv_head_num)
+        return tmi_fail(TM_ERR_INVALID_ARG, "head_num (%d) must be a multiple of kv_head_num (%d)", p->head_num,
+                        p->kv_head_num);
+    if (p->size_per_head % 2)
+        return tmi_fail(TM_ERR_INVALID_ARG, "size_per_head must be even, got %d", p->size_per_head);
+    if (!(p->norm_eps > 0.0f && p->norm_eps < 1.0f))
+        return tmi_fail(TM_ERR_INVALID_ARG, "norm_eps must be in (0, 1), got %g", p->norm_eps);
+    if (!(p->rope_theta > 1.0f))
+        return tmi_fail(TM_ERR_INVALID_ARG, "rope_theta must be > 1, got %g", p->rope_theta);
+    if (p->rope_type < TM_ROPE_DEFAULT || p->rope_type > TM_ROPE_LLAMA3)
+        return tmi_fail(TM_ERR_INVALID_ARG, "rope_type must be in [0, 3], got %d", (int)p->rope_type);
+    if (p->rope_type != TM_ROPE_DEFAULT && !(p->rope_factor >= 1.0f && p->rope_factor <= 1024.0f))
+        return tmi_fail(TM_ERR_INVALID_ARG, "rope_factor must be in [1, 1024], got %g", p->rope_factor);
+    if (p->rope_type == TM_ROPE_LLAMA3) {
+        if (p->rope_original_max < 1)
+            return tmi_fail(TM_ERR_INVALID_ARG, "llama3 rope needs rope_original_max >= 1, got %d",
+                            p->rope_original_max);
+        if (!(p->rope_high_freq_factor > p->rope_low_freq_factor && p->rope_low_freq_factor > 0.0f))
+            return tmi_fail(TM_ERR_INVALID_ARG,
+                            "llama3 rope needs 0 < low_freq_factor < high_freq_factor, got %g and %g",
+                            p->rope_low_freq_factor, p->rope_high_freq_factor);
+    }
+    if (p->backend != TM_BACKEND_CPU && p->backend != TM_BACKEND_CUDA)
+        return tmi_fail(TM_ERR_INVALID_ARG, "backend must be 0 (cpu) or 1 (cuda), got %d", (int)p->backend);
+    return TM_OK;
+}
+
+/* Finds name and checks its dtype is a float kind and its shape is exactly the given one. */
+static tm_status bind(const tm_weights *w, const char *name, int ndim, int64_t d0, int64_t d1, const void **data,
+                      tm_dtype *dtype)
+{
+    tm_tensor_info t;
+    if (tm_weights_find(w, name, &t) != TM_OK)
+        return tmi_fail(TM_ERR_FORMAT, "missing tensor %s", name);
+    if (!tmi_is_float_dtype(t.dtype))
+        return tmi_fail(TM_ERR_FORMAT, "tensor %s: dtype %s, want F32, F16 or BF16", name, tm_dtype_name(t.dtype));
+    int ok = t.ndim == ndim && t.shape[0] == d0 && (ndim == 1 || t.shape[1] == d1);
+    if (!ok) {
+        if (ndim == 1)
+            return tmi_fail(TM_ERR_FORMAT, "tensor %s: shape has %d dims [%lld ...], want [%lld]", name, t.ndim,
+                            (long long)(t.ndim ? t.shape[0] : 0), (long long)d0);
+        return tmi_fail(TM_ERR_FORMAT, "tensor %s: shape has %d dims [%lld, %lld ...], want [%lld, %lld]", name,
+                        t.ndim, (long long)(t.ndim ? t.shape[0] : 0), (long long)(t.ndim > 1 ? t.shape[1] : 0),
+                        (long long)d0, (long long)d1);
+    }
+    *data = t.data;
+    *dtype = t.dtype;
+    return TM_OK;
+}
+
+static tm_status bind_vec(const tm_weights *w, const char *name, int64_t n, tmi_vec *v)
+{
+    return bind(w, name, 1, n, 0, &v->data, &v->dtype);
+}
+
+/* "<prefix>.weight" [in][out] and, when has_bias, "<prefix>.bias" [out]. */
+static tm_status bind_linear(const tm_weights *w, const char *prefix, int64_t in, int64_t out, int has_bias,
+                             tmi_linear *l)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    tm_status s = bind(w, name, 2, in, out, &l->w, &l->dtype);
+    if (s) return s;
+    l->in = in;
+    l->out = out;
+    l->bias = NULL;
+    if (!has_bias) return TM_OK;
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    return bind(w, name, 1, out, 0, &l->bias, &l->bias_dtype);
+}
+
+static tm_status bind_layer(tm_model *m, int i)
+{
+    const tm_model_params *p = &m->p;
+    const tm_weights *w = m->weights;
+    tmi_layer *L = &m->layers[i];
+    int64_t hd = p->size_per_head;
+    int64_t q = (int64_t)p->head_num * hd, kv = (int64_t)p->kv_head_num * hd;
+    char name[256];
+    tm_status s;
+
+    snprintf(name, sizeof name, "layers.%d.attention_norm.weight", i);
+    if ((s = bind_vec(w, name, p->hidden_size, &L->attn_norm))) return s;
+    snprintf(name, sizeof name, "layers.%d.attention.w_qkv.0", i);
+    if ((s = bind_linear(w, name, p->hidden_size, q + 2 * kv, p->attn_bias, &L->qkv))) return s;
+    snprintf(name, sizeof name, "layers.%d.attention.wo.0", i);
+    if ((s = bind_linear(w, name, q, p->hidden_size, p->attn_out_bias, &L->wo))) return s;
+    snprintf(name, sizeof name, "layers.%d.ffn_norm.weight", i);
+    if ((s = bind_vec(w, name, p->hidden_size, &L->ffn_norm))) return s;
+    snprintf(name, sizeof name, "layers.%d.feed_forward.w1.0", i);
+    if ((s = bind_linear(w, name, p->hidden_size, p->inter_size, 0, &L->w1))) return s;
+    snprintf(name, sizeof name, "layers.%d.feed_forward.w3.0", i);
+    if ((s = bind_linear(w, name, p->hidden_size, p->inter_size, 0, &L->w3))) return s;
+    snprintf(name, sizeof name, "layers.%d.feed_forward.w2.0", i);
+    if ((s = bind_linear(w, name, p->inter_size, p->hidden_size, 0, &L->w2))) return s;
+    m->n_params += L->qkv.in * L->qkv.out + L->wo.in * L->wo.out + 3 * L->w1.in * L->w1.out + 2 * p->hidden_size;
+    return TM_OK;
+}
+
+tm_status tm_model_create(const tm_model_params *params, const tm_weights *weights, tm_model **out)
+{
+    if (!params || !weights || !out) return tmi_fail(TM_ERR_INVALID_ARG, "tm_model_create: NULL argument");
+    tm_status s = check_params(params);
+    if (s) return s;
+    const tmi_ops *ops = tmi_ops_get(params->backend);
+    if (!ops || !ops->gemm || !ops->attention || !ops->rope || !ops->kv_write || !ops->embedding)
+        return tmi_fail(TM_ERR_UNSUPPORTED, "backend %s: the full forward pass is not available in this build",
+                        params->backend == TM_BACKEND_CUDA ? "cuda" : "cpu");
+
+    tm_model *m = calloc(1, sizeof *m);
+    if (!m) return tmi_fail(TM_ERR_NOMEM, "tm_model_create: out of memory");
+    m->p = *params;
+    m->ops = ops;
+    m->weights = weights;
+    m->layers = calloc((size_t)params->num_layer, sizeof *m->layers);
+    if (!m->layers) {
+        s = tmi_fail(TM_ERR_NOMEM, "tm_model_create: out of memory");
+        goto err;
+    }
+    if ((s = bind(weights, "tok_embeddings.weight", 2, params->vocab_size, params->hidden_size, &m->embed.data,
+                  &m->embed.dtype)))
+        goto err;
+    if ((s = bind_vec(weights, "norm.weight", params->hidden_size, &m->norm))) goto err;
+    if ((s = bind_linear(weights, "output", params->hidden_size, params->vocab_size, 0, &m->output))) goto err;
+    m->n_params = 2 * (int64_t)params->vocab_size * params->hidden_size + params->hidden_size;
+    for (int i = 0; i < params->num_layer; i++)
+        if ((s = bind_layer(m, i))) goto err;
+    *out = m;
+    return TM_OK;
+err:
+    tm_model_destroy(m);
+    return s;
+}
+
+void tm_model_destroy(tm_model *model)
+{
+    if (!model) return;
+    free(model->layers);
+    free(model);
+}
+
+int64_t tm_model_param_count(const tm_model *model) { return model ? model->n_params : 0; }

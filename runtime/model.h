@@ -1,0 +1,87 @@
+/* model.h - the model's bound weights and the forward pass over a ragged batch. */
+#ifndef TMI_MODEL_H
+#define TMI_MODEL_H
+
+#include "tmrun.h"
+#include "kernels/registry.h"
+#include "threadpool.h"
+
+typedef struct tmi_vec {
+    const void *data; /* [n] */
+    tm_dtype dtype;
+} tmi_vec;
+
+typedef struct tmi_linear {
+    const void *w;    /* [in][out], dtype */
+    tm_dtype dtype;
+    int64_t in, out;
+    const void *bias; /* [out] or NULL */
+    tm_dtype bias_dtype;
+} tmi_linear;
+
+typedef struct tmi_layer {
+    tmi_vec attn_norm; /* [hidden] */
+    tmi_linear qkv;    /* [hidden][(head_num + 2 kv_head_num) size_per_head] */
+    tmi_linear wo;     /* [head_num size_per_head][hidden] */
+    tmi_vec ffn_norm;  /* [hidden] */
+    tmi_linear w1;     /* gate [hidden][inter] */
+    tmi_linear w3;     /* up   [hidden][inter] */
+    tmi_linear w2;     /* down [inter][hidden] */
+} tmi_layer;
+
+struct tm_model {
+    tm_model_params p;
+    const tmi_ops *ops;
+    const tm_weights *weights;
+    tmi_vec embed;     /* [vocab][hidden] */
+    tmi_vec norm;      /* [hidden] */
+    tmi_linear output; /* [hidden][vocab] */
+    tmi_layer *layers; /* [num_layer] */
+    int64_t n_params;
+};
+
+/* One forward call: n_tok new tokens of n_seq sequences, rows grouped by sequence
+ * in order (seqs[i].q_start ascending, contiguous). */
+typedef struct tmi_batch {
+    int32_t n_tok;
+    const int32_t *tokens;    /* [n_tok] */
+    int32_t n_seq;
+    const tmi_attn_seq *seqs; /* [n_seq] */
+    int32_t n_logits;
+    const int32_t *logit_rows; /* [n_logits] rows whose logits are wanted */
+    float *logits;             /* [n_logits][vocab] */
+} tmi_batch;
+
+/* Activations and scratch of one runner (a context, or an engine rank): sized
+ * once for up to cap_tok rows per forward, so the token loop never allocates. */
+typedef struct tmi_fwd_buffers {
+    int32_t cap_tok;
+    int32_t max_kv_len;
+    float *x;       /* [cap_tok][hidden] residual stream */
+    float *h;       /* [cap_tok][hidden] normed input of a block */
+    float *qkv;     /* [cap_tok][(head_num + 2 kv_head_num) size_per_head] */
+    float *attn;    /* [cap_tok][head_num size_per_head] */
+    float *gate;    /* [cap_tok][inter] */
+    float *up;      /* [cap_tok][inter] */
+    int32_t *pos;   /* [cap_tok] absolute positions */
+    float *inv_freq; /* [size_per_head / 2] */
+    void *workspace;
+    size_t workspace_bytes;
+    tmi_pool *pool;
+} tmi_fwd_buffers;
+
+tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t cap_tok, int32_t max_kv_len);
+void tmi_fwd_buffers_free(tmi_fwd_buffers *fb);
+
+/* The layout of a KV pool of n_blocks blocks for this model (base set by caller). */
+tmi_kv_cache tmi_model_kv_layout(const tm_model *m, tm_dtype dtype, int32_t block_len);
+/* Elements of one block (all layers, K and V). */
+int64_t tmi_model_kv_block_elems(const tm_model *m, int32_t block_len);
+
+/* Runs the batch; cache.layer_offset is ignored (set per layer). */
+tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache);
+
+/* inv_freq[size_per_head/2] for a sequence whose length after this step is seq_len. */
+void tmi_rope_inv_freq(const tm_model_params *p, int32_t seq_len, float *inv_freq);
+
+#endif
