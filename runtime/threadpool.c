@@ -10,6 +10,7 @@
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -44,8 +45,15 @@ typedef struct worker_arg {
     int thread;
 } worker_arg;
 
-static inline void cpu_relax(void)
+/* One spin step.  Every 64th step yields the core: when there are more threads
+ * than free cores (other processes, or n_threads > cores), the thread being
+ * waited for may need this very core. */
+static inline void spin_step(int i)
 {
+    if ((i & 63) == 63) {
+        sched_yield();
+        return;
+    }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
@@ -69,7 +77,7 @@ static unsigned worker_wait(tmi_pool *pool, unsigned seen)
     for (int i = 0; i < POOL_SPIN; i++) {
         unsigned g = atomic_load_explicit(&pool->generation, memory_order_acquire);
         if (g != seen || atomic_load_explicit(&pool->stop, memory_order_relaxed)) return g;
-        cpu_relax();
+        spin_step(i);
     }
     pthread_mutex_lock(&pool->mu);
     unsigned g;
@@ -191,7 +199,7 @@ void tmi_pool_run(tmi_pool *pool, tmi_task_fn task, void *ctx, int64_t n_tasks)
 
     for (int i = 0; i < POOL_SPIN; i++) {
         if (atomic_load_explicit(&pool->busy, memory_order_acquire) == 0) return;
-        cpu_relax();
+        spin_step(i);
     }
     pthread_mutex_lock(&pool->mu);
     while (atomic_load_explicit(&pool->busy, memory_order_acquire) != 0) pthread_cond_wait(&pool->done, &pool->mu);

@@ -77,7 +77,7 @@ tm_status tm_tokenizer_create(const char *path_or_dir, tm_tokenizer **out)
 {
     if (!path_or_dir || !out) return tmi_fail(TM_ERR_INVALID_ARG, "tm_tokenizer_create: path and out must not be NULL");
     char *file, *config;
-    int spm;
+    int spm = 0;
     tm_status st = resolve(path_or_dir, &file, &config, &spm);
     if (st) return st;
     tm_tokenizer *tok = calloc(1, sizeof *tok);

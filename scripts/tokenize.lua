@@ -7,8 +7,10 @@
 -- value; every output line is one JSON value, formatted as JavaScript's
 -- JSON.stringify does, so the output compares byte for byte with the reference.
 -- --jsonl -: read stdin.  --no-special: no BOS/EOS added.  --decode: input lines
--- are arrays of ids, output lines are strings.  --render-chat: handed to
--- tmrun.templates.render_file when that module is installed.
+-- are arrays of ids, output lines are strings.  --render-chat FILE: a JSON array of
+-- conversations rendered by tmrun.templates.render_file (when that module is
+-- installed) with the template of the tokenizer's folder; one JSON string a
+-- conversation.
 local cjson = require("cjson")
 local tokenizer = require("tmrun.tokenizer")
 
@@ -69,7 +71,15 @@ local function main(argv)
       io.stderr:write("tokenize.lua: chat templates not available\n")
       os.exit(1)
     end
-    return templates.render_file(opts)
+    local dir = opts.tokenizer
+    if dir:match("%.json$") or dir:match("%.model$") then dir = dir:match("^(.*)/[^/]*$") or "." end
+    local rendered, rerr = templates.render_file(dir, opts.render_chat, true)
+    if not rendered then
+      io.stderr:write("tokenize.lua: ", tostring(rerr), "\n")
+      os.exit(1)
+    end
+    for _, text in ipairs(rendered) do io.stdout:write(json_string(text), "\n") end
+    return
   end
   if not opts.jsonl then usage("--jsonl is required") end
   local tok, err = tokenizer.load(opts.tokenizer)

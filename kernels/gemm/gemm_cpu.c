@@ -24,7 +24,7 @@ enum {
     GEMM_KC = 256,     /* K block: a 16-column panel is KC*16*4 = 16 KiB */
     GEMM_NC = 256,     /* most columns a task packs at once: KC*NC*4 = 256 KiB */
     GEMM_MC = 144,     /* most rows a task covers: MC*KC*4 = 144 KiB of A */
-    GEMV_MAX_M = 4,    /* at or below this m, skip packing */
+    GEMV_MAX_M = 8,    /* at or below this m, skip packing (measured crossover ~12) */
     GEMV_GROUP = 4,    /* rows a GEMV pass shares each B load between */
     GEMV_TASK_COLS = 256,  /* a GEMV task's columns; its sums take 4 KiB of stack */
     SCALAR_TASK_COLS = 256,
@@ -178,6 +178,17 @@ static void micro_tile(int64_t mr, int64_t kc, const float *ap, const float *bp,
         if (r < mr) tile_store_row(acc[r][0], acc[r][1], c + r * ldc, nr, load_c, bias);
 }
 
+/* Pulls rows [p0, p1) x columns [j0, j0+nc) of B towards L2.  Spread over the
+ * compute of one K block, it hides the DRAM latency of packing the next. */
+static void prefetch_b(const tmi_gemm_args *g, int64_t p0, int64_t p1, int64_t j0, int64_t nc)
+{
+    int64_t es = elt_size(g->b_dtype);
+    for (int64_t p = p0; p < p1; p++) {
+        const char *row = (const char *)g->b + (p * g->ldb + j0) * es;
+        for (int64_t off = 0; off < nc * es; off += 64) _mm_prefetch(row + off, _MM_HINT_T1);
+    }
+}
+
 /* Task (row block, column block): every K block is packed, then the tiles pass. */
 static void gemm_block_task(void *ctx, int64_t idx, int thread)
 {
@@ -198,12 +209,17 @@ static void gemm_block_task(void *ctx, int64_t idx, int thread)
         int first = k0 == 0;
         pack_b(g, k0, kc, j0, nc, bp);
         pack_a(g, i0, i1, k0, kc, ap);
+        /* the next block's rows, a few per tile, so the misses overlap the FMAs */
+        int64_t next = min64(GEMM_KC, g->k - k0 - kc);
+        int64_t n_tiles = ceil_div(nc, GEMM_NR) * ceil_div(i1 - i0, GEMM_MR), tile = 0;
         for (int64_t jr = 0; jr < nc; jr += GEMM_NR) {
             const float *panel = bp + (jr / GEMM_NR) * kc * GEMM_NR;
-            for (int64_t i = i0; i < i1; i += GEMM_MR)
+            for (int64_t i = i0; i < i1; i += GEMM_MR, tile++) {
+                prefetch_b(g, k0 + kc + next * tile / n_tiles, k0 + kc + next * (tile + 1) / n_tiles, j0, nc);
                 micro_tile(min64(GEMM_MR, i1 - i), kc, ap + ((i - i0) / GEMM_MR) * kc * GEMM_MR, panel,
                            g->c + i * g->ldc + j0 + jr, g->ldc, min64(GEMM_NR, nc - jr), !first || g->accumulate,
                            first && bias ? bias + jr : NULL);
+            }
         }
     }
 }

@@ -145,7 +145,7 @@ static void test_gemm_grid(void)
 static void test_gemm_large(void)
 {
     static const int64_t shapes[][3] = {
-        {67, 530, 600}, {1, 300, 1001}, {3, 300, 1001}, {4, 1000, 515}, {6, 257, 300}, {200, 40, 129},
+        {67, 530, 600}, {9, 100, 70}, {1, 300, 1001}, {3, 300, 1001}, {4, 1000, 515}, {6, 257, 300}, {200, 40, 129},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int d = 0; d < 3; d++) {

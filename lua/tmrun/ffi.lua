@@ -195,10 +195,135 @@ tm_status tm_tokenizer_stream_feed(tm_tokenizer_stream *stream, int32_t id, cons
 tm_status tm_tokenizer_stream_flush(tm_tokenizer_stream *stream, const char **text, size_t *len);
 /* tokenizer-end */
 
+/* sampling-begin */
+typedef struct tm_sampling_params {
+    float temperature;
+    int32_t top_k;
+    float top_p;
+    float min_p;
+    float repetition_penalty;
+    float presence_penalty;
+    float frequency_penalty;
+    const int32_t *logit_bias_ids;
+    const float *logit_bias_values;
+    int32_t n_logit_bias;
+    uint64_t seed;
+    int32_t top_logprobs;
+} tm_sampling_params;
+
+tm_sampling_params tm_sampling_default_params(void);
+tm_status tm_sampling_params_check(const tm_sampling_params *p, int32_t vocab);
+/* sampling-end */
+
 tm_status tm_bench_gemm_cpu(int64_t m, int64_t n, int64_t k, tm_dtype dtype, int32_t num_threads,
                             int32_t reps, double *gflops);
 
 tm_status tm_bench_fma_peak_cpu(int32_t num_threads, double *gflops);
+
+/* engine */
+typedef struct tm_engine tm_engine;
+
+typedef struct tm_engine_params {
+    int32_t max_batch_size;
+    int32_t max_prefill_token_num;
+    int32_t session_len;
+    int32_t cache_block_seq_len;
+    double cache_max_entry_count;
+    const tm_tokenizer *tokenizer;
+    int32_t eos_ids[8];
+    int32_t n_eos_ids;
+} tm_engine_params;
+
+tm_engine_params tm_engine_default_params(void);
+
+tm_status tm_engine_create(tm_model *model, const tm_engine_params *params, tm_engine **out);
+
+void tm_engine_destroy(tm_engine *engine);
+
+typedef struct tm_request_params {
+    uint64_t session_id;
+    int32_t interactive;
+    int32_t max_new_tokens;
+    int32_t ignore_eos;
+    const int32_t *stop_ids;
+    int32_t n_stop_ids;
+    const char *const *stop_strings;
+    int32_t n_stop_strings;
+    int32_t n;
+    int32_t logprobs;
+    tm_sampling_params sampling;
+} tm_request_params;
+
+tm_request_params tm_request_default_params(void);
+
+typedef enum tm_finish_reason {
+    TM_FINISH_NONE = 0,
+    TM_FINISH_STOP = 1,
+    TM_FINISH_LENGTH = 2,
+    TM_FINISH_CANCELLED = 3,
+    TM_FINISH_ERROR = 4
+} tm_finish_reason;
+
+typedef enum tm_event_kind {
+    TM_EVENT_TOKEN = 1,
+    TM_EVENT_FINISH = 2
+} tm_event_kind;
+
+typedef struct tm_event {
+    int32_t kind;
+    int32_t sample;
+    int32_t token;
+    float logprob;
+    int32_t n_top;
+    int32_t top_ids[20];
+    float top_logprobs[20];
+    int32_t finish_reason;
+    int32_t stop_string;
+    int32_t prompt_tokens;
+    int32_t history_tokens;
+    int32_t completion_tokens;
+} tm_event;
+
+typedef struct tm_request tm_request;
+
+tm_status tm_engine_submit(tm_engine *engine, const int32_t *tokens, int32_t n_tokens,
+                           const tm_request_params *params, tm_request **out);
+
+int32_t tm_request_poll(tm_request *request, tm_event *events, int32_t cap);
+
+int32_t tm_request_wait(tm_request *request, int32_t timeout_ms);
+
+int32_t tm_request_finished(const tm_request *request);
+
+void tm_request_cancel(tm_request *request);
+
+const char *tm_request_error(const tm_request *request);
+
+void tm_request_destroy(tm_request *request);
+
+tm_status tm_engine_end_session(tm_engine *engine, uint64_t session_id);
+
+int32_t tm_engine_event_fd(const tm_engine *engine);
+void tm_engine_event_drain(tm_engine *engine);
+
+typedef struct tm_engine_stats {
+    int32_t queued;
+    int32_t running;
+    int32_t sessions;
+    int32_t blocks_total;
+    int32_t blocks_used;
+    int32_t blocks_free;
+    int64_t steps;
+    int64_t tokens_prefilled;
+    int64_t tokens_generated;
+    int64_t preemptions;
+    int64_t evictions;
+    double schedule_seconds;
+    double forward_seconds;
+    double sample_seconds;
+} tm_engine_stats;
+
+void tm_engine_get_stats(tm_engine *engine, tm_engine_stats *stats);
 ]]
 
 ffi.cdef(M.cdef)

@@ -285,7 +285,8 @@ void tm_tokenizer_destroy(tm_tokenizer *tok);
  * TextDecoder).  add_special != 0 adds the BOS/EOS the tokenizer's post-processor
  * and config ask for.  Writes min(count, cap) ids to ids (which may be NULL when
  * cap is 0) and the full count to *n_ids: when *n_ids > cap, call again with a
- * buffer of *n_ids.  Codes: TM_ERR_INVALID_ARG, TM_ERR_NOMEM.
+ * buffer of *n_ids.  Codes: TM_ERR_INVALID_ARG, TM_ERR_NOMEM, TM_ERR_INTERNAL (the
+ * regex engine failed, e.g. past its match limit; the message says how).
  */
 tm_status tm_tokenizer_encode(tm_tokenizer *tok, const char *text, size_t len, int32_t add_special,
                               int32_t *ids, int64_t cap, int64_t *n_ids);
@@ -340,6 +341,30 @@ tm_status tm_tokenizer_stream_feed(tm_tokenizer_stream *stream, int32_t id, cons
  * U+FFFD) and makes the stream ready for a new text.  Codes: TM_ERR_NOMEM. */
 tm_status tm_tokenizer_stream_flush(tm_tokenizer_stream *stream, const char **text, size_t *len);
 
+/* --------------------------------------------------------------- sampling -- */
+
+/* How one request picks its next token.  tm_sampling_default_params() gives greedy.
+ * The order the fields act in is documented in runtime/sampler.h. */
+typedef struct tm_sampling_params {
+    float temperature;         /* 0: greedy (argmax, first index on ties); else > 0, <= 100 */
+    int32_t top_k;             /* 0: off; else keep the k largest, [1, vocab] */
+    float top_p;               /* (0, 1]; 1: off.  Smallest set whose probability >= top_p (always >= 1 token) */
+    float min_p;               /* [0, 1]; 0: off.  Drop tokens with p < min_p * p_max */
+    float repetition_penalty;  /* (0, 100]; 1: off.  HF/CTRL rule over prompt + generated tokens: logit > 0 ? logit / r : logit * r */
+    float presence_penalty;    /* [-2, 2]; OpenAI rule over generated tokens: logit -= presence if count > 0 */
+    float frequency_penalty;   /* [-2, 2]; OpenAI rule over generated tokens: logit -= frequency * count */
+    const int32_t *logit_bias_ids;  /* [n_logit_bias] token ids */
+    const float *logit_bias_values; /* [n_logit_bias] added to the logits, [-100, 100] */
+    int32_t n_logit_bias;      /* [0, 1024] */
+    uint64_t seed;             /* the request's PRNG seed: same seed + same logits = same tokens */
+    int32_t top_logprobs;      /* [0, 20]: how many alternatives to report with logprobs */
+} tm_sampling_params;
+
+tm_sampling_params tm_sampling_default_params(void);
+/* Checks every field against the rule in its comment, for a vocabulary of vocab ids;
+ * the message names the field and the rule.  Codes: TM_ERR_INVALID_ARG. */
+tm_status tm_sampling_params_check(const tm_sampling_params *p, int32_t vocab);
+
 /* ------------------------------------------------------------- benchmarks -- */
 
 /* GFLOP/s of the CPU GEMM on an m x k (fp32) by k x n (dtype) product, best of
@@ -351,6 +376,137 @@ tm_status tm_bench_gemm_cpu(int64_t m, int64_t n, int64_t k, tm_dtype dtype, int
  * chains on num_threads threads (0: one per core) - the peak GEMM is measured
  * against.  Codes: TM_ERR_INVALID_ARG, TM_ERR_NOMEM. */
 tm_status tm_bench_fma_peak_cpu(int32_t num_threads, double *gflops);
+
+/* ----------------------------------------------------------------- engine -- */
+
+/*
+ * tm_engine: continuous batching over a paged KV cache (TurboMind's persistent
+ * batch).  One engine thread owns the batch, the KV block pool and the sessions;
+ * other threads talk to it through tm_engine_submit, tm_request_* and
+ * tm_engine_end_session, all thread-safe.  See docs/ENGINE.md.
+ */
+typedef struct tm_engine tm_engine;
+
+typedef struct tm_engine_params {
+    int32_t max_batch_size;        /* sequences decoded together, [1, 4096]; default 64 */
+    int32_t max_prefill_token_num; /* prompt tokens per step over all prefill chunks, [1, 1 << 20]; default 8192 */
+    int32_t session_len;           /* tokens a sequence may hold, [1, 1 << 24]; 0: the model's max_position_embeddings */
+    int32_t cache_block_seq_len;   /* tokens per KV block, [1, 4096]; default 64 */
+    double cache_max_entry_count;  /* (0, 1]: that fraction of free memory for KV blocks; > 1: a block count.
+                                      The pool always holds at least one session_len sequence. Default 0.5 */
+    const tm_tokenizer *tokenizer; /* optional; needed for stop strings; must outlive the engine */
+    int32_t eos_ids[8];            /* the model's end ids (generation_config.json), each in [0, vocab) */
+    int32_t n_eos_ids;             /* [0, 8] */
+} tm_engine_params;
+
+tm_engine_params tm_engine_default_params(void);
+
+/* Starts the engine thread.  The model must outlive the engine.  Codes:
+ * TM_ERR_INVALID_ARG (a parameter outside its rule), TM_ERR_NOMEM, TM_ERR_UNSUPPORTED. */
+tm_status tm_engine_create(tm_model *model, const tm_engine_params *params, tm_engine **out);
+/* Cancels every request, stops and joins the thread, frees the pool.  Requests
+ * not yet destroyed stay valid (finished, cancelled) until tm_request_destroy. */
+void tm_engine_destroy(tm_engine *engine);
+
+typedef struct tm_request_params {
+    uint64_t session_id;        /* 0: one-shot; else the session whose history this continues */
+    int32_t interactive;        /* 1: keep the session's tokens and KV after this request */
+    int32_t max_new_tokens;     /* [0, 1 << 24]; 0: only add the prompt to the session */
+    int32_t ignore_eos;         /* 1: do not stop at the model's end ids */
+    const int32_t *stop_ids;    /* [n_stop_ids] extra ids that stop generation */
+    int32_t n_stop_ids;         /* [0, 64] */
+    const char *const *stop_strings; /* [n_stop_strings] NUL-terminated, matched on decoded text */
+    int32_t n_stop_strings;     /* [0, 16]; each string 1..256 bytes; needs the engine's tokenizer */
+    int32_t n;                  /* independent samples sharing the prompt's KV, [1, 128]; > 1 needs session_id 0 */
+    int32_t logprobs;           /* 1: each token event carries its logprob and sampling.top_logprobs alternatives */
+    tm_sampling_params sampling;
+} tm_request_params;
+
+tm_request_params tm_request_default_params(void);
+
+typedef enum tm_finish_reason {
+    TM_FINISH_NONE = 0,
+    TM_FINISH_STOP = 1,      /* an end id, a stop id or a stop string */
+    TM_FINISH_LENGTH = 2,    /* max_new_tokens or session_len reached */
+    TM_FINISH_CANCELLED = 3,
+    TM_FINISH_ERROR = 4      /* see tm_request_error */
+} tm_finish_reason;
+
+typedef enum tm_event_kind {
+    TM_EVENT_TOKEN = 1,
+    TM_EVENT_FINISH = 2
+} tm_event_kind;
+
+typedef struct tm_event {
+    int32_t kind;            /* tm_event_kind */
+    int32_t sample;          /* which of the request's n samples, [0, n) */
+    int32_t token;           /* TOKEN: the new id.  FINISH: the stop id that ended it, or -1 */
+    float logprob;           /* TOKEN with logprobs */
+    int32_t n_top;
+    int32_t top_ids[20];
+    float top_logprobs[20];
+    int32_t finish_reason;   /* FINISH: tm_finish_reason */
+    int32_t stop_string;     /* FINISH by a stop string: its index, else -1 */
+    int32_t prompt_tokens;   /* FINISH: tokens this request sent */
+    int32_t history_tokens;  /* FINISH: tokens the session held before this request */
+    int32_t completion_tokens; /* FINISH: tokens generated for this sample */
+} tm_event;
+
+typedef struct tm_request tm_request;
+
+/*
+ * Queues a request: tokens[0, n_tokens) continue the session (or start a one-shot
+ * sequence).  Never blocks on the engine.  Codes: TM_ERR_INVALID_ARG (ids outside the
+ * vocabulary, a parameter outside its rule, a prompt longer than session_len:
+ * message "context_length_exceeded: ..."), TM_ERR_STATE (the engine is stopping),
+ * TM_ERR_NOMEM.  A session that turns out busy or too long is reported as a FINISH
+ * event with TM_FINISH_ERROR.
+ */
+tm_status tm_engine_submit(tm_engine *engine, const int32_t *tokens, int32_t n_tokens,
+                           const tm_request_params *params, tm_request **out);
+
+/* Moves up to cap events to events (oldest first); returns how many.  Never blocks. */
+int32_t tm_request_poll(tm_request *request, tm_event *events, int32_t cap);
+/* Blocks until the request has events or has finished, or timeout_ms passed (-1: no
+ * limit); returns 1 when events are ready or it finished, 0 on timeout. */
+int32_t tm_request_wait(tm_request *request, int32_t timeout_ms);
+/* 1 once every sample has finished and its FINISH event was queued. */
+int32_t tm_request_finished(const tm_request *request);
+/* Asks the engine to stop the request; any thread, any time, idempotent. */
+void tm_request_cancel(tm_request *request);
+/* The error message of a TM_FINISH_ERROR, "" otherwise; lives as long as the request. */
+const char *tm_request_error(const tm_request *request);
+/* Cancels if still running and releases the caller's reference. */
+void tm_request_destroy(tm_request *request);
+
+/* Drops a session's tokens and KV (LMDeploy's end).  A running request of that
+ * session finishes first.  Codes: TM_ERR_STATE (the engine is stopping). */
+tm_status tm_engine_end_session(tm_engine *engine, uint64_t session_id);
+
+/* A file descriptor that becomes readable when any request has new events; read
+ * it (8 bytes) or call tm_engine_event_drain to re-arm it. */
+int32_t tm_engine_event_fd(const tm_engine *engine);
+void tm_engine_event_drain(tm_engine *engine);
+
+typedef struct tm_engine_stats {
+    int32_t queued;           /* requests waiting to start */
+    int32_t running;          /* sequences in the batch */
+    int32_t sessions;         /* sessions known (running or cached) */
+    int32_t blocks_total;
+    int32_t blocks_used;
+    int32_t blocks_free;
+    int64_t steps;            /* forward passes so far */
+    int64_t tokens_prefilled; /* prompt tokens run, re-prefills included */
+    int64_t tokens_generated;
+    int64_t preemptions;
+    int64_t evictions;        /* cached sessions whose KV was dropped */
+    double schedule_seconds;  /* engine-thread time outside the forward and sampling */
+    double forward_seconds;
+    double sample_seconds;
+} tm_engine_stats;
+
+/* A snapshot (any thread). */
+void tm_engine_get_stats(tm_engine *engine, tm_engine_stats *stats);
 
 /* tmrun-ffi-end */
 

@@ -175,6 +175,29 @@ for _, name in ipairs(NAMES) do
   end)
 end
 
+describe("tokenizer.model", function()
+  it("a SentencePiece model of Llama 2's vocabulary encodes and decodes like its tokenizer.json", function()
+    local dir = TMP .. "/spm"
+    assert(sh("mkdir -p '" .. dir .. "'"))
+    assert(sh(string.format("node '%s/make_spm_model.mjs' '%s/tokenizer.json' '%s/tokenizer.model'", JS,
+      model_dir("llama2"), dir)))
+    assert(sh(string.format("cp '%s/tokenizer_config.json' '%s/'", model_dir("llama2"), dir)))
+    local from_json = assert(tokenizer.load(model_dir("llama2")))
+    local from_model = assert(tokenizer.load(dir)) -- no tokenizer.json there: the .model is read
+    assert.are.equal(from_json:vocab_size(), from_model:vocab_size())
+    assert.are.equal(from_json:bos_id(), from_model:bos_id())
+    assert.are.equal(from_json:eos_id(), from_model:eos_id())
+    local bad = {}
+    for i, text in ipairs(texts) do
+      local a, b = from_json:encode(text), from_model:encode(text)
+      if (not same_ids(a, b) or (#a > 0 and from_json:decode(a) ~= from_model:decode(b))) and #bad < 5 then
+        bad[#bad + 1] = string.format("line %d: %s vs %s", i, show(a), show(b))
+      end
+    end
+    assert.are.same({}, bad)
+  end)
+end)
+
 describe("the Lua API", function()
   local tok = assert(tokenizer.load(model_dir("llama2")))
 
