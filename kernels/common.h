@@ -76,13 +76,14 @@ static inline uint16_t tmi_f32_to_f16(float f)
     if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
     if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* overflow to inf */
     if (a < 0x38800000u) {                                   /* subnormal or zero */
-        if (a < 0x33000000u) return (uint16_t)sign;
+        if (a <= 0x33000000u) return (uint16_t)sign;         /* <= 2^-25 rounds to zero */
+        /* value = man * 2^(e - 150) and the f16 unit is 2^-24: r = man >> (126 - e) */
         uint32_t man = (a & 0x7fffffu) | 0x800000u;
-        int shift = 126 - (int)(a >> 23);
-        uint32_t r = man >> (shift + 1);
-        uint32_t rem = man & ((1u << (shift + 1)) - 1u);
-        uint32_t half = 1u << shift;
-        if (rem > half || (rem == half && (r & 1u))) r++;
+        int shift = 126 - (int)(a >> 23);                     /* 14 .. 24 */
+        uint32_t r = man >> shift;
+        uint32_t rem = man & ((1u << shift) - 1u);
+        uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1u))) r++;    /* may carry into the smallest normal */
         return (uint16_t)(sign | r);
     }
     uint32_t r = a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u;

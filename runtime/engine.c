@@ -140,9 +140,11 @@ static int take_inbox(tm_engine *e)
     e->inbox_count = 0;
     uint64_t ends[64];
     int32_t n_end = e->n_end < 64 ? e->n_end : 64;
-    memcpy(ends, e->end_ids, (size_t)n_end * sizeof *ends);
-    memmove(e->end_ids, e->end_ids + n_end, (size_t)(e->n_end - n_end) * sizeof *ends);
-    e->n_end -= n_end;
+    if (n_end > 0) {
+        memcpy(ends, e->end_ids, (size_t)n_end * sizeof *ends);
+        memmove(e->end_ids, e->end_ids + n_end, (size_t)(e->n_end - n_end) * sizeof *ends);
+        e->n_end -= n_end;
+    }
     pthread_mutex_unlock(&e->mu);
 
     while (list) {

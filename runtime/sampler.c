@@ -1,12 +1,6 @@
-/* sampler.c - the sampling pipeline of sampler.h: penalties, logit bias, logprobs,
- * temperature, top-k, top-p, min-p and the seeded draw, in that order.
- *
- * Truncation and the draw work on an array of candidates (id, unnormalised
- * probability) with partial selection: a quickselect that partitions around a
- * pivot, and for top-p and the draw one that also tracks the mass of the better
- * side, so it finds the prefix reaching a mass without sorting the vocabulary.
- * The order (probability desc, id asc) is strict, so every selection is unique
- * and a seed reproduces its tokens whatever the pivots did. */
+/* sampler.c - the sampling pipeline of sampler.h: parameter checks, penalties,
+ * logit bias, logprobs and the order of the steps.  The softmax, truncation and
+ * draw over the vocabulary are in sampler_select.c. */
 #include "sampler.h"
 
 #include <math.h>
@@ -15,40 +9,36 @@
 
 #include "error.h"
 
-enum {
-    MAX_LOGIT_BIAS = 1024,
-    SMALL_RANGE = 24,    /* selections finish a range this short with an insertion sort */
-    MAX_PARTITIONS = 64  /* after this many (an adversarial order), sort the rest instead */
-};
+enum { MAX_LOGIT_BIAS = 1024 };
 
-/* One token still in the running. */
-typedef struct cand {
-    float p;    /* exp((logit - max) / temperature): (0, 1], 1 for the most likely */
-    int32_t id;
-} cand;
-
-/* The caller's workspace, carved up. */
+/* The caller's workspace, carved up; the selection's part comes first, since it
+ * starts with doubles. */
 typedef struct sampler_ws {
+    void *select;   /* tmi_sampler_select_workspace(vocab) bytes */
     uint64_t *seen; /* [(vocab + 63) / 64] bitmap of ids met in the history */
-    cand *cands;    /* [vocab] */
+    float *prob;    /* [vocab] exp((logit - max) / temperature) */
     int32_t *count; /* [vocab] occurrences in the generated ids; valid where seen */
 } sampler_ws;
 
 static size_t bitmap_words(int32_t vocab) { return ((size_t)vocab + 63) / 64; }
 
+/* Rounded up to 8 so the bitmap after it stays aligned whatever the vocabulary. */
+static size_t select_bytes(int32_t vocab) { return (tmi_sampler_select_workspace(vocab) + 7) & ~(size_t)7; }
+
 size_t tmi_sampler_workspace(int32_t vocab)
 {
     if (vocab < 1) return 0;
-    /* the bitmap first keeps every part aligned for its type */
-    return bitmap_words(vocab) * sizeof(uint64_t) + (size_t)vocab * (sizeof(cand) + sizeof(int32_t));
+    return select_bytes(vocab) + bitmap_words(vocab) * sizeof(uint64_t) +
+           (size_t)vocab * (sizeof(float) + sizeof(int32_t));
 }
 
 static sampler_ws carve(void *workspace, int32_t vocab)
 {
     sampler_ws w;
-    w.seen = workspace;
-    w.cands = (cand *)(w.seen + bitmap_words(vocab));
-    w.count = (int32_t *)(w.cands + vocab);
+    w.select = workspace;
+    w.seen = (uint64_t *)((char *)workspace + select_bytes(vocab));
+    w.prob = (float *)(w.seen + bitmap_words(vocab));
+    w.count = (int32_t *)(w.prob + vocab);
     return w;
 }
 
@@ -209,33 +199,19 @@ static void apply_penalties_and_bias(const tm_sampling_params *p, float *logits,
  * entry is -inf; *max gets the maximum. */
 static int32_t sanitize_row(float *x, int32_t vocab, float *max)
 {
-    float m = -INFINITY;
-    int32_t at = -1;
-    for (int32_t i = 0; i < vocab; i++) {
-        float v = x[i];
-        if (isnan(v)) {
-            x[i] = -INFINITY;
-        } else if (v > m) {
-            m = v;
-            at = i;
-        }
-    }
+    float m = tmi_sampler_row_max(x, vocab);
+    if (m == -INFINITY) return -1;
     if (m == INFINITY) {
         for (int32_t i = 0; i < vocab; i++) x[i] = x[i] == INFINITY ? 0.0f : -INFINITY;
         m = 0.0f;
     }
     *max = m;
+    int32_t at = 0;
+    while (x[at] != m) at++;
     return at;
 }
 
 /* ---------------------------------------------------------------- logprobs -- */
-
-static double sum_exp(const float *x, int32_t vocab, float max)
-{
-    double s = 0.0;
-    for (int32_t i = 0; i < vocab; i++) s += expf(x[i] - max);
-    return s;
-}
 
 /* The n largest logits, largest first, ties to the lower id, as logprobs.  The scan
  * goes up the ids, so an equal value never displaces one already kept. */
@@ -254,155 +230,7 @@ static void top_logprobs(const float *x, int32_t vocab, int32_t n, double lse, t
     for (int32_t j = 0; j < n; j++) top[j].logprob = (float)((double)top[j].logprob - lse);
 }
 
-/* -------------------------------------------------------------- selection -- */
-
-static inline int cand_before(cand a, cand b) { return a.p > b.p || (a.p == b.p && a.id < b.id); }
-
-static int cand_compare(const void *x, const void *y)
-{
-    cand a = *(const cand *)x, b = *(const cand *)y;
-    return cand_before(a, b) ? -1 : cand_before(b, a) ? 1 : 0;
-}
-
-static void cand_sort(cand *a, int32_t n)
-{
-    if (n > SMALL_RANGE) {
-        qsort(a, (size_t)n, sizeof *a, cand_compare);
-        return;
-    }
-    for (int32_t i = 1; i < n; i++) {
-        cand c = a[i];
-        int32_t j = i;
-        for (; j > 0 && cand_before(c, a[j - 1]); j--) a[j] = a[j - 1];
-        a[j] = c;
-    }
-}
-
-static inline void cand_swap(cand *a, int32_t i, int32_t j)
-{
-    cand t = a[i];
-    a[i] = a[j];
-    a[j] = t;
-}
-
-/* Partitions a[lo, hi) (hi - lo >= 3) around the median of its first, middle and
- * last entries: returns the pivot's place m, with a[lo, m) before it and a[m + 1, hi)
- * after it in the order; *left_mass = the mass of a[lo, m). */
-static int32_t partition(cand *a, int32_t lo, int32_t hi, double *left_mass)
-{
-    int32_t mid = lo + (hi - lo) / 2, last = hi - 1;
-    if (cand_before(a[mid], a[lo])) cand_swap(a, mid, lo);
-    if (cand_before(a[last], a[lo])) cand_swap(a, last, lo);
-    if (cand_before(a[mid], a[last])) cand_swap(a, mid, last); /* a[last] is now the median */
-    cand pivot = a[last];
-    int32_t store = lo;
-    double mass = 0.0;
-    for (int32_t i = lo; i < last; i++) {
-        if (cand_before(a[i], pivot)) {
-            mass += a[i].p;
-            cand_swap(a, i, store++);
-        }
-    }
-    cand_swap(a, store, last);
-    *left_mass = mass;
-    return store;
-}
-
-/* Rearranges a[0, n) so that a[0, k) are its k first in the order (as a set). */
-static void select_first(cand *a, int32_t n, int32_t k)
-{
-    int32_t lo = 0, hi = n; /* invariant: a[0, lo) first, a[hi, n) last, lo <= k <= hi */
-    for (int rounds = 0; hi - lo > SMALL_RANGE; rounds++) {
-        if (rounds == MAX_PARTITIONS) break;
-        double unused;
-        int32_t m = partition(a, lo, hi, &unused);
-        if (m == k || m + 1 == k) return;
-        if (m > k) hi = m;
-        else lo = m + 1;
-    }
-    cand_sort(a + lo, hi - lo);
-}
-
-static inline int reaches(double cum, double target, int strict) { return strict ? cum > target : cum >= target; }
-
-/* The smallest L whose first L candidates in the order have a mass reaching target
- * (> target when strict, else >=), n when rounding keeps the total short of it.
- * Rearranges a[0, n) so that a[0, L) holds them, a[L - 1] being the L-th. */
-static int32_t select_mass_prefix(cand *a, int32_t n, double target, int strict)
-{
-    int32_t lo = 0, hi = n; /* invariant: a[0, lo) first, with mass acc not reaching target; a[hi, n) last */
-    double acc = 0.0;
-    for (int rounds = 0; hi - lo > SMALL_RANGE && rounds < MAX_PARTITIONS; rounds++) {
-        double left;
-        int32_t m = partition(a, lo, hi, &left);
-        if (reaches(acc + left, target, strict)) {
-            hi = m;
-            continue;
-        }
-        acc += left + a[m].p;
-        if (reaches(acc, target, strict)) return m + 1;
-        lo = m + 1;
-    }
-    cand_sort(a + lo, hi - lo);
-    for (int32_t i = lo; i < hi; i++) {
-        acc += a[i].p;
-        if (reaches(acc, target, strict)) return i + 1;
-    }
-    return hi; /* a[0, hi) reached it when summed in another order */
-}
-
-static double cand_mass(const cand *a, int32_t n)
-{
-    double s = 0.0;
-    for (int32_t i = 0; i < n; i++) s += a[i].p;
-    return s;
-}
-
-/* ---------------------------------------------------------------- sampling -- */
-
-/* The candidates with p > 0 after the temperature; *mass = their sum. */
-static int32_t build_candidates(const float *x, int32_t vocab, float max, float temperature, cand *c,
-                                double *mass)
-{
-    int32_t n = 0;
-    double s = 0.0;
-    for (int32_t i = 0; i < vocab; i++) {
-        float e = expf((x[i] - max) / temperature);
-        if (e > 0.0f) {
-            c[n].p = e;
-            c[n].id = i;
-            n++;
-            s += e;
-        }
-    }
-    *mass = s;
-    return n;
-}
-
-/* Steps 7-10 of sampler.h on the n >= 1 candidates of total mass. */
-static int32_t truncate_and_draw(const tm_sampling_params *p, cand *a, int32_t n, double mass, tmi_rng *rng)
-{
-    if (p->top_k > 0 && p->top_k < n) {
-        select_first(a, n, p->top_k);
-        n = p->top_k;
-        mass = cand_mass(a, n);
-    }
-    if (p->top_p < 1.0f) {
-        n = select_mass_prefix(a, n, (double)p->top_p * mass, 0);
-        mass = cand_mass(a, n);
-    }
-    if (p->min_p > 0.0f) {
-        /* p_max is 1 here (exp(0)); the order inside a[0, n) does not matter to the draw */
-        int32_t kept = 0;
-        for (int32_t i = 0; i < n; i++)
-            if (a[i].p >= p->min_p) a[kept++] = a[i];
-        n = kept;
-        mass = cand_mass(a, n);
-    }
-    double u = tmi_rng_next_double(rng);
-    int32_t at = select_mass_prefix(a, n, u * mass, 1);
-    return a[at - 1].id;
-}
+/* ------------------------------------------------------------------ sample -- */
 
 tm_status tmi_sample(const tm_sampling_params *p, float *logits, int32_t vocab, const tmi_token_history *h,
                      tmi_rng *rng, void *workspace, size_t workspace_bytes, tmi_sample_result *out)
@@ -418,23 +246,17 @@ tm_status tmi_sample(const tm_sampling_params *p, float *logits, int32_t vocab, 
         return tmi_fail(TM_ERR_INVALID_ARG,
                         "sample: every logit is -inf or NaN (after penalties and bias): nothing to sample");
 
-    /* At temperature 1 the log-softmax's exponentials are the candidates: one pass. */
-    int sampling = p->temperature > 0.0f;
-    int32_t n_cand = 0;
-    double sum;
-    if (sampling && p->temperature == 1.0f) n_cand = build_candidates(logits, vocab, max, 1.0f, w.cands, &sum);
-    else sum = sum_exp(logits, vocab, max);
-    double lse = (double)max + log(sum);
+    /* The log-softmax's exponentials are the probabilities at temperature 1. */
+    double lse = (double)max + log(tmi_sampler_exp(logits, vocab, max, 1.0f, w.prob));
 
     tmi_sample_result r;
     memset(&r, 0, sizeof r);
     r.n_top = p->top_logprobs < vocab ? p->top_logprobs : vocab;
     top_logprobs(logits, vocab, r.n_top, lse, r.top);
     r.token = argmax;
-    if (sampling) {
-        double mass = sum;
-        if (p->temperature != 1.0f) n_cand = build_candidates(logits, vocab, max, p->temperature, w.cands, &mass);
-        r.token = truncate_and_draw(p, w.cands, n_cand, mass, rng);
+    if (p->temperature > 0.0f) {
+        if (p->temperature != 1.0f) tmi_sampler_exp(logits, vocab, max, p->temperature, w.prob);
+        r.token = tmi_sampler_draw(p, w.prob, vocab, tmi_rng_next_double(rng), w.select);
     }
     r.logprob = (float)((double)logits[r.token] - lse);
     *out = r;

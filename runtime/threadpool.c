@@ -111,12 +111,24 @@ static void *worker_main(void *p)
     }
 }
 
+/* Cores this process may run on: the affinity mask (taskset, cgroup cpusets)
+ * can be smaller than the machine. */
+static int usable_cores(void)
+{
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > POOL_MAX_THREADS ? POOL_MAX_THREADS : (int)n;
+}
+
 tm_status tmi_pool_create(int n_threads, tmi_pool **out)
 {
     if (!out) return tmi_fail(TM_ERR_INVALID_ARG, "tmi_pool_create: out must not be NULL");
     if (n_threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = n < 1 ? 1 : n > POOL_MAX_THREADS ? POOL_MAX_THREADS : (int)n;
+        int n = usable_cores();
+        n_threads = n > POOL_MAX_THREADS ? POOL_MAX_THREADS : n;
     }
     if (n_threads < 1 || n_threads > POOL_MAX_THREADS)
         return tmi_fail(TM_ERR_INVALID_ARG, "thread pool: n_threads must be in [1, %d] or 0, got %d",

@@ -43,3 +43,10 @@ foreach(spec ${TMRUN_LUA_SPECS})
     SKIP_RETURN_CODE 77
     ENVIRONMENT "TMRUN_TEST_TMP=${CMAKE_BINARY_DIR}/test-tmp;TMRUN_BUILD_DIR=${CMAKE_BINARY_DIR}")
 endforeach()
+
+# The engine's C test under valgrind too (a short case: threads, cancel, shutdown).
+find_program(VALGRIND valgrind)
+if(VALGRIND AND NOT TMRUN_SANITIZE)
+  add_test(NAME valgrind.test_engine
+    COMMAND ${VALGRIND} --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite -q $<TARGET_FILE:test_engine>)
+endif()

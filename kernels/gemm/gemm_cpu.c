@@ -1,15 +1,22 @@
 /* gemm_cpu.c - C = A x B (+ bias) (+ C), fp32 accumulation, on the CPU.
  *
  * Two paths (AVX2 + FMA + F16C):
- *  - blocked, for m > GEMV_MAX_M (prefill): a KC x NC block of B is converted to
- *    fp32 and packed into 16-column panels in the thread's workspace, then a 6x16
- *    register tile of C is computed by broadcast-A x panel-B FMAs.  The panel
- *    (KC x 16 fp32 = 16 KiB) stays in L1 while every 6-row strip of the task's
- *    rows passes over it; the rows' KC-wide slice of A stays in L2.
+ *  - blocked, for m > GEMV_MAX_M (prefill): per K block, a KC x NC block of B is
+ *    converted to fp32 and packed into 16-column panels, and the task's rows of A
+ *    into 6-row strips, both in the thread's workspace; a 6x16 register tile of C
+ *    is then computed by broadcast-A x panel-B FMAs.  A panel (KC x 16 fp32 =
+ *    16 KiB) stays in L1 while every strip passes over it; the strips stay in L2.
+ *    The next K block's rows of B are prefetched a few per tile, so the DRAM
+ *    latency of packing overlaps the FMAs (without it, packing took a third of
+ *    the time at m = 64).
  *  - GEMV, for m <= GEMV_MAX_M (decode): packing B would cost as much as the
- *    maths, so B rows are read directly and converted on the fly.
+ *    maths, so B rows are streamed directly, converted on the fly, into sums
+ *    kept in L1.
  * Both thread over tasks of C (blocks of columns, and of rows when m is large).
- * Without AVX2 a plain scalar loop does the same work. */
+ * Without AVX2 a plain scalar loop does the same work.
+ *
+ * tmi_gemm_cpu_workspace() never decreases when m, n, k or threads grow, so a
+ * workspace sized for the largest product serves every smaller one. */
 #include "gemm.h"
 
 #include "../../runtime/threadpool.h"

@@ -110,6 +110,7 @@ static void test_kv_write_cases(void)
         {4, 64, 16, TM_F16, 4, {0, 31, 16, 100}, {33, 1, 16, 3}},
         {8, 13, 16, TM_F32, 2, {15, 0}, {2, 17}},
         {1, 128, 4, TM_F16, 2, {3, 0}, {0, 0}},
+        {3, 13, 5, TM_F16, 2, {6, 0}, {4, 9}}, /* a head_dim with a scalar tail */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_case(&cases[i], i & 1 ? pool2 : NULL);
 }

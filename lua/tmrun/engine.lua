@@ -73,7 +73,7 @@ function M.new(opts)
   p.session_len = opts.session_len or cfg.session_len
   p.cache_block_seq_len = opts.cache_block_seq_len or cfg.cache_block_seq_len
   p.cache_max_entry_count = opts.cache_max_entry_count or cfg.cache_max_entry_count
-  if tok then p.tokenizer = tok.handle end
+  if tok then p.tokenizer = tok._h end
   local eos = m.stop_ids or {}
   if #eos > 8 then return nil, "a model may have at most 8 end ids" end
   for i, id in ipairs(eos) do p.eos_ids[i - 1] = id end
@@ -164,13 +164,13 @@ function Engine:submit(prompt, opts)
   }, Request)
 end
 
--- Waits up to timeout_ms (-1: no limit) and returns the new events as tables
+-- Waits up to timeout_ms (-1 or nil: no limit; 0: not at all) and returns the new events as tables
 -- { kind = "token"|"finish", sample, token, logprob, top = {{id, logprob}...},
 --   finish_reason, stop_string, prompt_tokens, history_tokens, completion_tokens }.
 function Request:events(timeout_ms)
   local h = self.handle
   if not h then error("request is closed", 2) end
-  C.tm_request_wait(h, timeout_ms or -1)
+  if timeout_ms ~= 0 then C.tm_request_wait(h, timeout_ms or -1) end
   local buf = self.engine.events
   local out = {}
   while true do
@@ -339,6 +339,9 @@ function Engine:stats()
 end
 
 function Engine:event_fd() return C.tm_engine_event_fd(self:_h()) end
+
+-- Re-arms the event fd after it was readable (a libuv poll callback calls this first).
+function Engine:event_drain() C.tm_engine_event_drain(self:_h()) end
 
 function Engine:session(opts) return require("tmrun.session").new(self, opts or {}) end
 

@@ -11,7 +11,6 @@
 -- Options: template (a name, a .lua file, "jinja", or a template object; default:
 -- the model's own), system, and any request option (max_new_tokens, temperature ...)
 -- as defaults for every turn.
-local templates = require("tmrun.templates")
 
 local M = {}
 
@@ -20,10 +19,8 @@ Session.__index = Session
 
 local function pick_template(engine, spec)
   if type(spec) == "table" then return spec end
-  local m = engine.model
-  if spec then return templates.get(spec, { model_dir = m.tokenizer_dir }) end
-  local t = templates.default_for({ model_path = m.path, model_name = m.cfg.model_name,
-    architecture = m.cfg.architecture, model_dir = m.tokenizer_dir })
+  local t, err = require("tmrun.chat_template").for_model(engine.model, spec)
+  if not t then error(err, 3) end
   return t
 end
 
@@ -102,7 +99,14 @@ end
 function Session:stream(text, opts)
   local r, err = self:_submit(text, opts)
   if not r then error(err, 2) end
-  return self.engine:_stream(r)
+  local it = self.engine:_stream(r)
+  return function()
+    local c = it()
+    if c and c.usage then
+      self.history_tokens = c.usage.history_tokens + c.usage.prompt_tokens + c.usage.completion_tokens
+    end
+    return c
+  end
 end
 
 -- Forgets the history: the engine drops the old session, the next turn starts fresh.

@@ -1,0 +1,97 @@
+// rmsnorm_cuda.cu - the CUDA twin of rmsnorm_cpu.c: one block per row (grid-stride
+// over rows), sum of squares reduced by warp shuffles, then out = w * (x * r).
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+extern "C" {
+#include "rmsnorm.h"
+}
+
+namespace {
+
+constexpr int kMaxThreads = 256;
+constexpr int64_t kMaxBlocks = 1 << 20;
+
+struct WeightF32 {
+    static __device__ float get(const void *w, int64_t i) { return static_cast<const float *>(w)[i]; }
+};
+struct WeightF16 {
+    static __device__ float get(const void *w, int64_t i) { return __half2float(static_cast<const __half *>(w)[i]); }
+};
+struct WeightBF16 {
+    static __device__ float get(const void *w, int64_t i)
+    {
+        return __uint_as_float(static_cast<unsigned>(static_cast<const unsigned short *>(w)[i]) << 16);
+    }
+};
+
+__device__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// blockDim.x is a multiple of 32, at most kMaxThreads.
+template <class W>
+__global__ void rmsnorm_kernel(int64_t n, int64_t d, const float *x, int64_t ldx, const void *w, float eps,
+                               float *out, int64_t ldo)
+{
+    __shared__ float partial[kMaxThreads / 32];
+    __shared__ float scale;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
+        const float *xr = x + row * ldx; // [d]
+        float ss = 0.0f;
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) ss += xr[j] * xr[j];
+        ss = warp_sum(ss);
+        if (lane == 0) partial[warp] = ss;
+        __syncthreads();
+        if (warp == 0) {
+            float v = warp_sum(lane < n_warps ? partial[lane] : 0.0f);
+            if (lane == 0) scale = 1.0f / sqrtf(v / static_cast<float>(d) + eps);
+        }
+        __syncthreads();
+        const float r = scale;
+        float *orow = out + row * ldo; // [d], may be xr: every read of xr is behind the barrier
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) orow[j] = W::get(w, j) * (xr[j] * r);
+        __syncthreads(); // partial and scale are reused by the next row
+    }
+}
+
+} // namespace
+
+extern "C" tm_status tmi_rmsnorm_cuda(const tmi_exec *ex, const tmi_rmsnorm_args *a)
+{
+    if (!ex || !a) return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm_cuda: exec and args must not be NULL");
+    if (a->n < 0 || a->d < 0)
+        return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm_cuda: n and d must be >= 0, got %lld, %lld", (long long)a->n,
+                        (long long)a->d);
+    if (a->n == 0 || a->d == 0) return TM_OK;
+    if (!a->x || !a->out || !a->weight)
+        return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm_cuda: x, weight and out must not be NULL");
+    if (a->ldx < a->d || a->ldo < a->d)
+        return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm_cuda: ldx and ldo must be >= d (%lld), got %lld, %lld",
+                        (long long)a->d, (long long)a->ldx, (long long)a->ldo);
+    if (!tmi_is_float_dtype(a->w_dtype))
+        return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm_cuda: weight dtype must be F32, F16 or BF16, got %s",
+                        tm_dtype_name(a->w_dtype));
+    if (!(a->eps >= 0.0f))
+        return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm_cuda: eps must be >= 0, got %g", (double)a->eps);
+    int threads = a->d >= kMaxThreads ? kMaxThreads : static_cast<int>((a->d + 31) / 32 * 32);
+    unsigned blocks = static_cast<unsigned>(a->n < kMaxBlocks ? a->n : kMaxBlocks);
+    cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
+    switch (a->w_dtype) {
+    case TM_F16:
+        rmsnorm_kernel<WeightF16><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, a->out, a->ldo);
+        break;
+    case TM_BF16:
+        rmsnorm_kernel<WeightBF16><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, a->out, a->ldo);
+        break;
+    default:
+        rmsnorm_kernel<WeightF32><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, a->out, a->ldo);
+        break;
+    }
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "rmsnorm_cuda: launch failed: %s", cudaGetErrorString(e));
+    return TM_OK;
+}

@@ -1,0 +1,109 @@
+/* cutest_silu_mul.c - tmi_silu_mul_cuda against tmi_silu_mul_cpu on the GPU
+ * machine: strided and in-place rows, outputs poisoned with NaN. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "kernels/registry.h"
+#include "kernels/silu_mul/silu_mul.h"
+#include "runtime/cuda/cuda_runtime.h"
+
+/* ||cuda - cpu|| / ||cpu||: both use an accurate expf (a few ulp apart). */
+#define CU_SILU_REL_TOL 1e-5
+
+static void fill_nan(float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+static void run_case(int64_t n, int64_t d, float scale, int in_place)
+{
+    int64_t ldg = d + 1, ldu = d + 2, ldo = in_place ? ldg : d;
+    size_t g_bytes = (size_t)(n * ldg + 1) * 4, u_bytes = (size_t)(n * ldu + 1) * 4, o_bytes = (size_t)(n * ldo + 1) * 4;
+    float *gate = malloc(g_bytes), *up = malloc(u_bytes), *ref = malloc(o_bytes > g_bytes ? o_bytes : g_bytes);
+    float *got = malloc(o_bytes > g_bytes ? o_bytes : g_bytes);
+    tt_fill_random(gate, n * ldg, (unsigned long long)(n + d));
+    tt_fill_random(up, n * ldu, (unsigned long long)(2 * n + d));
+    for (int64_t i = 0; i < n * ldg; i++) gate[i] *= scale;
+    void *dg = NULL, *du = NULL, *dout = NULL;
+    int ok = CHECK_STATUS(tmi_cuda_malloc(&dg, g_bytes), TM_OK) && CHECK_STATUS(tmi_cuda_malloc(&du, u_bytes), TM_OK) &&
+             CHECK_STATUS(tmi_cuda_malloc(&dout, o_bytes), TM_OK);
+    if (ok) {
+        tmi_exec cpu = {.backend = TM_BACKEND_CPU};
+        if (in_place) memcpy(ref, gate, g_bytes);
+        else fill_nan(ref, n * ldo + 1);
+        tmi_silu_mul_args a = {.n = n, .d = d, .gate = in_place ? ref : gate, .ldg = ldg, .up = up, .ldu = ldu,
+                               .out = ref, .ldo = ldo};
+        ok = CHECK_STATUS(tmi_silu_mul_cpu(&cpu, &a), TM_OK);
+        fill_nan(got, n * ldo + 1);
+        ok = ok && CHECK_STATUS(tmi_cuda_memcpy(dg, gate, g_bytes, 0), TM_OK) &&
+             CHECK_STATUS(tmi_cuda_memcpy(du, up, u_bytes, 0), TM_OK) &&
+             CHECK_STATUS(tmi_cuda_memcpy(dout, got, o_bytes, 0), TM_OK);
+        tmi_exec gpu = {.backend = TM_BACKEND_CUDA};
+        a.gate = dg;
+        a.up = du;
+        a.out = in_place ? dg : dout;
+        ok = ok && CHECK_STATUS(tmi_silu_mul_cuda(&gpu, &a), TM_OK) && CHECK_STATUS(tmi_cuda_sync(), TM_OK) &&
+             CHECK_STATUS(tmi_cuda_memcpy(got, in_place ? dg : dout, in_place ? g_bytes : o_bytes, 1), TM_OK);
+    }
+    if (ok) {
+        double err2 = 0, ref2 = 0;
+        int64_t stray = 0;
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t j = 0; j < d; j++) {
+                double e = (double)got[i * ldo + j] - ref[i * ldo + j];
+                err2 += e * e;
+                ref2 += (double)ref[i * ldo + j] * ref[i * ldo + j];
+            }
+            if (in_place) stray += got[i * ldo + d] != gate[i * ldg + d]; /* the padding column is not written */
+        }
+        double rel = ref2 > 0 ? sqrt(err2 / ref2) : sqrt(err2);
+        if (!CHECK(rel < CU_SILU_REL_TOL) || !CHECK(stray == 0))
+            fprintf(stderr, "  n=%lld d=%lld scale=%g in_place=%d: rel %.3g\n", (long long)n, (long long)d, scale,
+                    in_place, rel);
+    }
+    tmi_cuda_free(dg);
+    tmi_cuda_free(du);
+    tmi_cuda_free(dout);
+    free(gate);
+    free(up);
+    free(ref);
+    free(got);
+}
+
+static void test_cuda_silu_mul_shapes(void)
+{
+    static const int64_t shapes[][2] = {{1, 1}, {3, 17}, {64, 4096}, {513, 1000}, {2, 11008}, {4000, 300}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int in_place = 0; in_place < 2; in_place++) {
+            run_case(shapes[s][0], shapes[s][1], 4.0f, in_place);
+            run_case(shapes[s][0], shapes[s][1], 100.0f, in_place);
+        }
+}
+
+static void test_cuda_silu_mul_args(void)
+{
+    tmi_exec gpu = {.backend = TM_BACKEND_CUDA};
+    tmi_silu_mul_args a = {.n = 5, .d = 0};
+    CHECK_STATUS(tmi_silu_mul_cuda(&gpu, &a), TM_OK); /* empty: nothing launched */
+    float dummy;
+    a.d = 4;
+    a.gate = a.up = a.out = &dummy;
+    a.ldg = a.ldu = 4;
+    a.ldo = 3;
+    CHECK_STATUS(tmi_silu_mul_cuda(&gpu, &a), TM_ERR_INVALID_ARG);
+    const tmi_ops *ops = tmi_ops_get(TM_BACKEND_CUDA);
+    CHECK(ops && ops->silu_mul == tmi_silu_mul_cuda && ops->gemm == NULL);
+}
+
+int main(void)
+{
+    if (tm_cuda_device_count() == 0) {
+        tt_skip("no CUDA device");
+        return tt_finish();
+    }
+    RUN(test_cuda_silu_mul_shapes);
+    RUN(test_cuda_silu_mul_args);
+    return tt_finish();
+}
