@@ -11,6 +11,7 @@ static const tmi_ops cpu_ops = {
     .kv_write = tmi_kv_write_cpu,
     .silu_mul = tmi_silu_mul_cpu,
     .embedding = tmi_embedding_cpu,
+    .gemm_w4a16 = tmi_gemm_w4a16_cpu,
 };
 
 #ifdef TMRUN_HAVE_CUDA

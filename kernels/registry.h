@@ -6,6 +6,7 @@
 #include "attention/attention.h"
 #include "embedding/embedding.h"
 #include "gemm/gemm.h"
+#include "gemm_w4a16/gemm_w4a16.h"
 #include "kv_write/kv_write.h"
 #include "rmsnorm/rmsnorm.h"
 #include "rope/rope.h"
@@ -20,6 +21,7 @@ typedef struct tmi_ops {
     tm_status (*kv_write)(const tmi_exec *, const tmi_kv_write_args *);
     tm_status (*silu_mul)(const tmi_exec *, const tmi_silu_mul_args *);
     tm_status (*embedding)(const tmi_exec *, const tmi_embedding_args *);
+    tm_status (*gemm_w4a16)(const tmi_exec *, const tmi_gemm_w4a16_args *);
 } tmi_ops;
 
 /* The table of a backend, or NULL when this build lacks it (CUDA without nvcc). */

@@ -24,24 +24,28 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* PEAK_CHAINS independent FMA chains: more than latency x pipes, so the loop is
- * throughput-bound; the sink keeps the compiler from removing it. */
+/* PEAK_CHAINS (12) independent FMA chains in registers: more than latency x pipes,
+ * so the loop is throughput-bound; the empty asm keeps the compiler from folding
+ * the chains, and the sink from removing them. */
 static void *peak_thread(void *arg)
 {
     peak_job *job = arg;
-    v8f acc[PEAK_CHAINS];
     v8f a = {1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f};
     v8f b = {1e-7f, 1e-7f, 1e-7f, 1e-7f, 1e-7f, 1e-7f, 1e-7f, 1e-7f};
-    for (int c = 0; c < PEAK_CHAINS; c++) acc[c] = b * (float)c;
+    v8f c0 = b, c1 = b * 2.0f, c2 = b * 3.0f, c3 = b * 4.0f, c4 = b * 5.0f, c5 = b * 6.0f;
+    v8f c6 = b * 7.0f, c7 = b * 8.0f, c8 = b * 9.0f, c9 = b * 10.0f, c10 = b * 11.0f, c11 = b * 12.0f;
     double t0 = now_s();
     for (long i = 0; i < PEAK_ITERS; i++) {
-        for (int c = 0; c < PEAK_CHAINS; c++) acc[c] = acc[c] * a + b;
-        __asm__ volatile("" : "+x"(acc[0]), "+x"(acc[1]), "+x"(acc[2]), "+x"(acc[3]));
+        c0 = c0 * a + b; c1 = c1 * a + b; c2 = c2 * a + b; c3 = c3 * a + b;
+        c4 = c4 * a + b; c5 = c5 * a + b; c6 = c6 * a + b; c7 = c7 * a + b;
+        c8 = c8 * a + b; c9 = c9 * a + b; c10 = c10 * a + b; c11 = c11 * a + b;
+        __asm__ volatile("" : "+x"(c0), "+x"(c1), "+x"(c2), "+x"(c3), "+x"(c4), "+x"(c5));
+        __asm__ volatile("" : "+x"(c6), "+x"(c7), "+x"(c8), "+x"(c9), "+x"(c10), "+x"(c11));
     }
     job->seconds = now_s() - t0;
+    v8f sum = c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11;
     float s = 0;
-    for (int c = 0; c < PEAK_CHAINS; c++)
-        for (int l = 0; l < 8; l++) s += acc[c][l];
+    for (int l = 0; l < 8; l++) s += sum[l];
     job->sink = s;
     return NULL;
 }

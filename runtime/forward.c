@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "kernels/attention/paged_kv.h"
 #include "model.h"
 
 static int64_t qkv_cols(const tm_model_params *p)
@@ -69,21 +70,23 @@ void tmi_fwd_buffers_free(tmi_fwd_buffers *fb)
     memset(fb, 0, sizeof *fb);
 }
 
-int64_t tmi_model_kv_block_elems(const tm_model *m, int32_t block_len)
-{
-    return (int64_t)m->p.num_layer * 2 * m->p.kv_head_num * block_len * m->p.size_per_head;
-}
-
-tmi_kv_cache tmi_model_kv_layout(const tm_model *m, tm_dtype dtype, int32_t block_len)
+tmi_kv_cache tmi_model_kv_layout(const tm_model *m, int32_t block_len)
 {
     tmi_kv_cache c = {0};
-    c.dtype = dtype;
+    c.dtype = m->kv_dtype;
     c.n_kv_head = m->p.kv_head_num;
     c.head_dim = m->p.size_per_head;
     c.block_len = block_len;
-    c.v_offset = (int64_t)m->p.kv_head_num * block_len * m->p.size_per_head;
-    c.block_stride = tmi_model_kv_block_elems(m, block_len);
+    /* static params live in the model, so only online blocks carry them */
+    c.v_offset = tmi_kv_half_units(c.dtype, c.n_kv_head, block_len, c.head_dim, m->kv_static == NULL);
+    c.block_stride = (int64_t)m->p.num_layer * 2 * c.v_offset;
     return c;
+}
+
+int64_t tmi_model_kv_block_bytes(const tm_model *m, int32_t block_len)
+{
+    tmi_kv_cache c = tmi_model_kv_layout(m, block_len);
+    return c.block_stride * (int64_t)tmi_kv_unit_bytes(c.dtype);
 }
 
 static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_linear *l, const float *x, int64_t ldx,
@@ -223,6 +226,7 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
     for (int32_t l = 0; l < m->p.num_layer; l++) {
         tmi_kv_cache c = cache;
         c.layer_offset = (int64_t)l * 2 * c.v_offset;
+        c.qparams = m->kv_static ? m->kv_static + (int64_t)l * 4 * m->p.kv_head_num : NULL;
         if ((s = attention_block(m, &ex, fb, b, &m->layers[l], c, n))) return s;
         if ((s = ffn_block(m, &ex, fb, &m->layers[l], n))) return s;
     }

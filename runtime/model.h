@@ -38,6 +38,9 @@ struct tm_model {
     tmi_linear output; /* [hidden][vocab] */
     tmi_layer *layers; /* [num_layer] */
     int64_t n_params;
+    tm_dtype kv_dtype; /* the cache kind p.kv_dtype asks for: TM_F32, TM_I8 or TMI_KV_INT4 */
+    float *kv_static;  /* [num_layer][4][kv_head_num] fp32 k_scale, k_zp, v_scale, v_zp for
+                          kv_dtype's bit width; NULL: online params (or a float cache) */
 };
 
 /* One forward call: n_tok new tokens of n_seq sequences, rows grouped by sequence
@@ -73,12 +76,15 @@ typedef struct tmi_fwd_buffers {
 tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t cap_tok, int32_t max_kv_len);
 void tmi_fwd_buffers_free(tmi_fwd_buffers *fb);
 
-/* The layout of a KV pool of n_blocks blocks for this model (base set by caller). */
-tmi_kv_cache tmi_model_kv_layout(const tm_model *m, tm_dtype dtype, int32_t block_len);
-/* Elements of one block (all layers, K and V). */
-int64_t tmi_model_kv_block_elems(const tm_model *m, int32_t block_len);
+/* The layout of a KV pool in the model's kv_dtype (base set by caller). */
+tmi_kv_cache tmi_model_kv_layout(const tm_model *m, int32_t block_len);
+/* Bytes of one block (all layers, K and V, online params included). */
+int64_t tmi_model_kv_block_bytes(const tm_model *m, int32_t block_len);
 
-/* Runs the batch; cache.layer_offset is ignored (set per layer). */
+/* Binds the static KV params (kv_static) as p.kv_dtype and p.kv_qparams ask (model_kv.c). */
+tm_status tmi_model_bind_kv(tm_model *m);
+
+/* Runs the batch; cache.layer_offset and cache.qparams are ignored (set per layer). */
 tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache);
 
 /* inv_freq[size_per_head/2] for a sequence whose length after this step is seq_len. */

@@ -91,4 +91,7 @@ for _, sig in ipairs({ "sigint", "sigterm" }) do
   h:start(sig, stop)
 end
 uv.run()
+-- close what is left and let libuv finish pending closes before Lua goes away
+uv.walk(function(h) if not h:is_closing() then h:close() end end)
+uv.run()
 eng:close()

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_PKGS="build-essential cmake pkg-config luajit libluajit-5.1-dev libuv1-dev lua-luv lua-cjson libpcre2-dev"
-TEST_PKGS="lua-busted valgrind tmux chromium"
+TEST_PKGS="lua-busted valgrind tmux chromium curl"
 
 want="$BUILD_PKGS"
 [ "${1:-}" = "--build" ] || want="$want $TEST_PKGS"

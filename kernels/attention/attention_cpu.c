@@ -11,6 +11,7 @@
 
 #include <math.h>
 
+#include "kv_quant.h"
 #include "paged_kv.h"
 #include "../../runtime/threadpool.h"
 
@@ -74,11 +75,102 @@ static inline void axpy_row(float *out, float w, const void *v, tm_dtype dtype, 
     for (; i < d; i++) out[i] += w * tmi_load_f32(v, dtype, i);
 }
 
+/* sum_i q[i] * code_i over a quantized row of d codes. */
+static inline float dot_codes(const float *q, const uint8_t *row, int bits, int32_t d)
+{
+    float s = 0.0f;
+    if (bits == 8) {
+        const int8_t *r = (const int8_t *)row;
+        for (int32_t i = 0; i < d; i++) s += q[i] * (float)r[i];
+        return s;
+    }
+    for (int32_t i = 0; i < d; i += 2) {
+        s += q[i] * (float)((int32_t)(row[i >> 1] & 15u) - 8);
+        s += q[i + 1] * (float)((int32_t)(row[i >> 1] >> 4) - 8);
+    }
+    return s;
+}
+
+/* out += w * code over a quantized row. */
+static inline void axpy_codes(float *out, float w, const uint8_t *row, int bits, int32_t d)
+{
+    if (bits == 8) {
+        const int8_t *r = (const int8_t *)row;
+        for (int32_t i = 0; i < d; i++) out[i] += w * (float)r[i];
+        return;
+    }
+    for (int32_t i = 0; i < d; i += 2) {
+        out[i] += w * (float)((int32_t)(row[i >> 1] & 15u) - 8);
+        out[i + 1] += w * (float)((int32_t)(row[i >> 1] >> 4) - 8);
+    }
+}
+
+/* {scale, zp} of K (v = 0) or V (v = 1) of token slot, kv head g. */
+static inline void row_params(const tmi_kv_cache *c, int32_t block, int32_t g, int32_t slot, int v, float sz[2])
+{
+    if (c->qparams) {
+        sz[0] = c->qparams[(2 * v) * c->n_kv_head + g];
+        sz[1] = c->qparams[(2 * v + 1) * c->n_kv_head + g];
+        return;
+    }
+    int64_t off = tmi_kv_param_offset(c, block, g, slot) + (v ? c->v_offset : 0);
+    memcpy(sz, (const char *)c->base + off, 2 * sizeof(float));
+}
+
+/* attend_row over a quantized cache.  With k = code*ks + kz the score is
+ * ks * (q . code) + kz * sum(q); with v = code*vs + vz the output is
+ * sum_j w_j vs_j code_j + sum_j w_j vz_j, the second term the same for every
+ * element, so the codes are never expanded to floats in memory. */
+static void attend_row_quant(const attn_job *job, const tmi_attn_seq *sq, int32_t t, int32_t h, float *scores)
+{
+    const tmi_attention_args *a = job->a;
+    const tmi_kv_cache *c = &a->cache;
+    int32_t d = c->head_dim, bl = c->block_len, g = h / job->group, bits = tmi_kv_bits(c->dtype);
+    int32_t p = sq->kv_len - sq->q_len + t;
+    int32_t j0 = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
+    const uint8_t *base = c->base;
+    const float *q = a->q + (int64_t)(sq->q_start + t) * a->ldq + (int64_t)h * d; /* [head_dim] */
+    float *out = a->out + (int64_t)(sq->q_start + t) * a->ldo + (int64_t)h * d;  /* [head_dim] */
+    float qsum = 0.0f, sz[2];
+    for (int32_t i = 0; i < d; i++) qsum += q[i];
+
+    float mx = -INFINITY;
+    for (int32_t j = j0; j <= p; j++) {
+        int32_t block = sq->block_table[j / bl], slot = j % bl;
+        row_params(c, block, g, slot, 0, sz);
+        float dot = dot_codes(q, base + tmi_kv_k_offset(c, block, g, slot), bits, d);
+        float s = (sz[0] * dot + sz[1] * qsum) * a->scale;
+        scores[j - j0] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0.0f;
+    for (int32_t j = j0; j <= p; j++) {
+        float e = expf(scores[j - j0] - mx);
+        scores[j - j0] = e;
+        sum += e;
+    }
+    /* q is fully read by now (qsum too), so out may share its storage */
+    for (int32_t i = 0; i < d; i++) out[i] = 0.0f;
+    float zacc = 0.0f;
+    for (int32_t j = j0; j <= p; j++) {
+        int32_t block = sq->block_table[j / bl], slot = j % bl;
+        row_params(c, block, g, slot, 1, sz);
+        axpy_codes(out, scores[j - j0] * sz[0], base + tmi_kv_k_offset(c, block, g, slot) + c->v_offset, bits, d);
+        zacc += scores[j - j0] * sz[1];
+    }
+    float inv = 1.0f / sum;
+    for (int32_t i = 0; i < d; i++) out[i] = (out[i] + zacc) * inv;
+}
+
 /* One query row of one head.  scores: [p + 1] fp32 scratch. */
 static void attend_row(const attn_job *job, const tmi_attn_seq *sq, int32_t t, int32_t h, float *scores)
 {
     const tmi_attention_args *a = job->a;
     const tmi_kv_cache *c = &a->cache;
+    if (tmi_kv_is_quant(c->dtype)) {
+        attend_row_quant(job, sq, t, h, scores);
+        return;
+    }
     int32_t d = c->head_dim, bl = c->block_len, g = h / job->group;
     int32_t p = sq->kv_len - sq->q_len + t;
     int32_t j0 = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;

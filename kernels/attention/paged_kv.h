@@ -5,28 +5,58 @@
 
 #include "attention.h"
 
-/* Element offset of the K row of token slot `slot` of block `block`, kv head g;
+static inline int tmi_kv_is_quant(tm_dtype dtype) { return dtype == TM_I8 || dtype == TMI_KV_INT4; }
+
+/* Bytes of one unit of the layout offsets: an element (F32, F16) or a byte. */
+static inline size_t tmi_kv_unit_bytes(tm_dtype dtype) { return dtype == TM_F32 ? 4 : dtype == TM_F16 ? 2 : 1; }
+
+/* Units of one K (or V) row of one token and kv head, codes only. */
+static inline int64_t tmi_kv_row_units(tm_dtype dtype, int32_t head_dim)
+{
+    return dtype == TMI_KV_INT4 ? head_dim / 2 : head_dim;
+}
+
+/* Units of one layer's K (or V) in a block: rows, plus the online params. */
+static inline int64_t tmi_kv_half_units(tm_dtype dtype, int32_t n_kv_head, int32_t block_len, int32_t head_dim,
+                                        int online)
+{
+    int64_t rows = (int64_t)n_kv_head * block_len;
+    return rows * tmi_kv_row_units(dtype, head_dim) + (tmi_kv_is_quant(dtype) && online ? rows * 8 : 0);
+}
+
+/* Unit offset of the K row of token slot `slot` of block `block`, kv head g;
  * its V row is v_offset further. */
 static inline int64_t tmi_kv_k_offset(const tmi_kv_cache *c, int32_t block, int32_t g, int32_t slot)
 {
-    return (int64_t)block * c->block_stride + c->layer_offset + ((int64_t)g * c->block_len + slot) * c->head_dim;
+    return (int64_t)block * c->block_stride + c->layer_offset +
+           ((int64_t)g * c->block_len + slot) * tmi_kv_row_units(c->dtype, c->head_dim);
+}
+
+/* Byte offset of the online {scale, zp} of that K row (quantized kinds, online);
+ * its V params are v_offset further. */
+static inline int64_t tmi_kv_param_offset(const tmi_kv_cache *c, int32_t block, int32_t g, int32_t slot)
+{
+    int64_t codes = (int64_t)c->n_kv_head * c->block_len * tmi_kv_row_units(c->dtype, c->head_dim);
+    return (int64_t)block * c->block_stride + c->layer_offset + codes + ((int64_t)g * c->block_len + slot) * 8;
 }
 
 static inline tm_status tmi_kv_check_cache(const char *op, const tmi_kv_cache *c)
 {
-    if (c->dtype != TM_F32 && c->dtype != TM_F16)
-        return tmi_fail(TM_ERR_UNSUPPORTED, "%s: kv cache dtype must be F32 or F16, got %s", op,
-                        tm_dtype_name(c->dtype));
+    if (c->dtype != TM_F32 && c->dtype != TM_F16 && !tmi_kv_is_quant(c->dtype))
+        return tmi_fail(TM_ERR_UNSUPPORTED, "%s: kv cache dtype must be F32, F16, I8 or INT4, got %d", op,
+                        (int)c->dtype);
     if (!c->base) return tmi_fail(TM_ERR_INVALID_ARG, "%s: kv cache base must not be NULL", op);
     if (c->n_kv_head <= 0 || c->head_dim <= 0 || c->block_len <= 0)
         return tmi_fail(TM_ERR_INVALID_ARG, "%s: n_kv_head, head_dim and block_len must be > 0, got %d, %d, %d", op,
                         c->n_kv_head, c->head_dim, c->block_len);
-    int64_t kv_elems = (int64_t)c->n_kv_head * c->block_len * c->head_dim;
-    if (c->layer_offset < 0 || c->v_offset < kv_elems || c->block_stride < c->layer_offset + c->v_offset + kv_elems)
+    if (c->dtype == TMI_KV_INT4 && c->head_dim % 2)
+        return tmi_fail(TM_ERR_INVALID_ARG, "%s: an INT4 kv cache needs an even head_dim, got %d", op, c->head_dim);
+    int64_t half = tmi_kv_half_units(c->dtype, c->n_kv_head, c->block_len, c->head_dim, c->qparams == NULL);
+    if (c->layer_offset < 0 || c->v_offset < half || c->block_stride < c->layer_offset + c->v_offset + half)
         return tmi_fail(TM_ERR_INVALID_ARG,
-                        "%s: kv layout must have layer_offset >= 0, v_offset >= n_kv_head*block_len*head_dim (%lld) "
+                        "%s: kv layout must have layer_offset >= 0, v_offset >= the units of one layer's K (%lld) "
                         "and block_stride >= layer_offset + v_offset + that, got %lld, %lld, %lld",
-                        op, (long long)kv_elems, (long long)c->layer_offset, (long long)c->v_offset,
+                        op, (long long)half, (long long)c->layer_offset, (long long)c->v_offset,
                         (long long)c->block_stride);
     return TM_OK;
 }

@@ -1,7 +1,9 @@
 /* kv_write_cpu.c - copy the new rows' K and V of one layer into their cache slots
- * (fp32, or fp16 rounded to nearest even). */
+ * (fp32, fp16 rounded to nearest even, or INT8 / INT4 codes with online or
+ * static parameters: attention.h and kv_quant.h give the layout and format). */
 #include "kv_write.h"
 
+#include "../attention/kv_quant.h"
 #include "../attention/paged_kv.h"
 #include "../../runtime/threadpool.h"
 
@@ -24,6 +26,23 @@ static void store_row(void *base, tm_dtype dtype, int64_t off, const float *src,
     for (; i < d; i++) dst[i] = tmi_f32_to_f16(src[i]);
 }
 
+/* One quantized row of K (v = 0) or V (v = 1): codes, and online its params. */
+static void store_row_quant(const tmi_kv_cache *c, int32_t block, int32_t g, int32_t slot, int v, const float *src)
+{
+    int bits = tmi_kv_bits(c->dtype);
+    float sz[2];
+    uint8_t *base = c->base;
+    int64_t voff = v ? c->v_offset : 0;
+    if (c->qparams) {
+        sz[0] = c->qparams[(2 * v) * c->n_kv_head + g];
+        sz[1] = c->qparams[(2 * v + 1) * c->n_kv_head + g];
+    } else {
+        tmi_kv_row_params(src, c->head_dim, bits, &sz[0], &sz[1]);
+        memcpy(base + tmi_kv_param_offset(c, block, g, slot) + voff, sz, sizeof sz);
+    }
+    tmi_kv_quantize_row(src, c->head_dim, bits, sz[0], sz[1], base + tmi_kv_k_offset(c, block, g, slot) + voff);
+}
+
 /* One task per sequence: its rows, every kv head, K and V. */
 static void kv_write_task(void *ctx, int64_t s, int thread)
 {
@@ -36,6 +55,11 @@ static void kv_write_task(void *ctx, int64_t s, int thread)
         const float *k = a->k + (int64_t)(sq->q_start + t) * a->ldk; /* [n_kv_head][head_dim] */
         const float *v = a->v + (int64_t)(sq->q_start + t) * a->ldv;
         for (int32_t g = 0; g < c->n_kv_head; g++) {
+            if (tmi_kv_is_quant(c->dtype)) {
+                store_row_quant(c, block, g, slot, 0, k + (int64_t)g * c->head_dim);
+                store_row_quant(c, block, g, slot, 1, v + (int64_t)g * c->head_dim);
+                continue;
+            }
             int64_t off = tmi_kv_k_offset(c, block, g, slot);
             store_row(c->base, c->dtype, off, k + (int64_t)g * c->head_dim, c->head_dim);
             store_row(c->base, c->dtype, off + c->v_offset, v + (int64_t)g * c->head_dim, c->head_dim);

@@ -111,6 +111,18 @@ typedef enum tm_backend {
     TM_BACKEND_CUDA = 1
 } tm_backend;
 
+typedef enum tm_kv_dtype {
+    TM_KV_FP = 0,
+    TM_KV_INT8 = 1,
+    TM_KV_INT4 = 2
+} tm_kv_dtype;
+
+typedef enum tm_kv_qparams {
+    TM_KV_QPARAMS_AUTO = 0,
+    TM_KV_QPARAMS_ONLINE = 1,
+    TM_KV_QPARAMS_STATIC = 2
+} tm_kv_qparams;
+
 typedef struct tm_model_params {
     int32_t vocab_size;
     int32_t hidden_size;
@@ -133,6 +145,8 @@ typedef struct tm_model_params {
     int32_t tp;
     tm_backend backend;
     int32_t num_threads;
+    tm_kv_dtype kv_dtype;
+    tm_kv_qparams kv_qparams;
 } tm_model_params;
 
 typedef struct tm_model tm_model;
@@ -146,6 +160,7 @@ int64_t tm_model_param_count(const tm_model *model);
 typedef struct tm_context_params {
     int32_t max_tokens;
     int32_t block_len;
+    int32_t chunk_len;
 } tm_context_params;
 
 typedef struct tm_context tm_context;

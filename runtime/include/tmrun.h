@@ -191,6 +191,21 @@ typedef enum tm_backend {
     TM_BACKEND_CUDA = 1
 } tm_backend;
 
+/* KV cache storage (docs/QUANTIZATION.md): the backend's float kind (fp32 on the
+ * CPU), or INT8 / INT4 codes dequantized inside attention. */
+typedef enum tm_kv_dtype {
+    TM_KV_FP = 0,
+    TM_KV_INT8 = 1,
+    TM_KV_INT4 = 2
+} tm_kv_dtype;
+
+/* Where a quantized cache takes its scale and zero point from. */
+typedef enum tm_kv_qparams {
+    TM_KV_QPARAMS_AUTO = 0,   /* static when layers.{L}.past_kv_scale.0.weight exist, else online */
+    TM_KV_QPARAMS_ONLINE = 1, /* per token and kv head, computed when K/V are written */
+    TM_KV_QPARAMS_STATIC = 2  /* per layer (and kv head) from the weights; missing is TM_ERR_FORMAT */
+} tm_kv_qparams;
+
 typedef struct tm_model_params {
     int32_t vocab_size;
     int32_t hidden_size;
@@ -213,6 +228,8 @@ typedef struct tm_model_params {
     int32_t tp;                 /* shards in the weight store; the CPU backend runs tp = 1 */
     tm_backend backend;
     int32_t num_threads;        /* CPU worker threads; 0: one per core */
+    tm_kv_dtype kv_dtype;       /* KV cache storage; TM_KV_FP default */
+    tm_kv_qparams kv_qparams;   /* quantized kv_dtype only */
 } tm_model_params;
 
 /*
@@ -234,6 +251,8 @@ int64_t tm_model_param_count(const tm_model *model);
 typedef struct tm_context_params {
     int32_t max_tokens;  /* tokens the context may hold, [1, 1 << 24]; 0: max_position_embeddings */
     int32_t block_len;   /* KV block length in tokens, [1, 4096]; 0: 64 */
+    int32_t chunk_len;   /* tokens per forward call, [1, 4096]; 0: 512.  Later chunks read the
+                            earlier ones' K/V from the cache (quantized when the cache is) */
 } tm_context_params;
 
 /*

@@ -221,6 +221,7 @@ async function checkStop(page) {
       return;
     }
     check(turn.finish === "stop" || turn.finish === "length", "the long turn failed: " + turn.status);
+    await startOver(page);   // a whole session_len for the next attempt
   }
   throw new Error("the long turn always finished before Stop could be pressed: " + JSON.stringify(tries));
 }
@@ -243,11 +244,16 @@ async function checkErrorShown(page) {
   step("error shown");
 }
 
-async function checkNewConversation(page) {
+// New conversation: a new session id and an empty message list.
+async function startOver(page) {
   const before = await page.evaluate(() => document.body.dataset.sessionId);
   await page.click("#new-chat");
   await page.waitForFunction((old) => document.body.dataset.sessionId !== old &&
     document.querySelectorAll("#messages .message").length === 0, before);
+}
+
+async function checkNewConversation(page) {
+  await startOver(page);
   await setMaxTokens(page, 48);
   for (let attempt = 1; attempt <= 3; attempt++) {
     await page.fill("#input", "Hello again!");

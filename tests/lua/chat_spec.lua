@@ -108,3 +108,19 @@ describe("tmrun chat.lua in a terminal", function()
     assert(ok, err)
   end)
 end)
+
+describe("tmrun chat.lua with no model", function()
+  it("talks with the embedded default model", function()
+    if not require("tmrun.default_model").exists() then
+      pending("models/tmrun-demo is missing")
+      return
+    end
+    local out, rc = helpers.run(string.format(
+      "printf 'Tell me about the weather.\n\nexit\n' | %s chat.lua --temperature 0 --max-new-tokens 12 2>&1",
+      helpers.tmrun()))
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find("models/tmrun-demo", 1, true), out)
+    local reply = out:match(">>> \n(.-)\n\ndouble enter")
+    assert.truthy(reply and reply:find("%a%a"), "an English-like reply in:\n" .. out)
+  end)
+end)

@@ -20,6 +20,17 @@ local function pump(cond, timeout)
   return cond()
 end
 
+-- Lets pending closes and file requests finish, so none outlives the spec (a luv
+-- handle still closing when the Lua state goes away crashes the process at exit).
+local function drain()
+  local deadline = uv.hrtime() + 2e9
+  while uv.loop_alive() and uv.hrtime() < deadline do
+    uv.run("nowait")
+    uv.sleep(1)
+  end
+  assert(not uv.loop_alive(), "handles or requests still open after the spec")
+end
+
 local function sleep(seconds)
   local t0 = uv.hrtime()
   pump(function() return uv.hrtime() - t0 > seconds * 1e9 end, seconds + 1)
@@ -226,7 +237,7 @@ describe("http server", function()
 
   lazy_teardown(function()
     srv:close()
-    pump(function() return false end, 0.05)
+    drain()
   end)
 
   it("listens on the port it picked and answers keep-alive requests on one connection", function()
@@ -400,6 +411,17 @@ describe("http server", function()
     assert.is_true(waited > 0.8 and waited < 2.5, "closed after " .. waited .. " s")
     c:close()
     assert_alive()
+  end)
+
+  it("restarts the idle clock after every request on a keep-alive connection", function()
+    local c = connect(port)
+    for i = 1, 5 do -- 5 requests 0.4 s apart: 2 s in all, twice idle_timeout
+      c:send(get("/id?i=" .. i))
+      assert.is_true(pump(function() return #finals(c) == i end))
+      if i < 5 then sleep(0.4) end
+    end
+    assert.is_false(c.eof)
+    c:close()
   end)
 
   it("rejects invalid UTF-8 in the path, query and headers with 400", function()
@@ -598,6 +620,7 @@ describe("http server", function()
 end)
 
 describe("http server limits and shutdown", function()
+  lazy_teardown(drain)
   it("answers 503 past max_connections and closes at once", function()
     local srv = assert(http.server({ port = 0, limits = { max_connections = 2 },
       handler = function(_, res) res:send(200, nil, "ok") end }))

@@ -237,15 +237,16 @@ describe("tmrun serve.lua", function()
     local cmd = string.format("curl -s -m 0.5 -X POST -H 'Content-Type: application/json' --data '%s' %s/v1/completions > /dev/null",
       cjson.encode({ prompt = "x", max_tokens = 2000, ignore_eos = true, stream = true }), srv.url)
     os.execute(cmd)
-    local used
+    local used, body
     for _ = 1, 100 do
-      local _, body = server.curl(srv.url, "/metrics")
+      _, body = server.curl(srv.url, "/metrics")
       used = tonumber(body:match("\ntmrun_kv_blocks_used (%d+)"))
       local running = tonumber(body:match("\ntmrun_running_sequences (%d+)"))
       if used == 0 and running == 0 then break end
       require("luv").sleep(50)
     end
-    assert.are.equal(0, used)
+    assert.is_true(srv.alive(), "the server died")
+    assert.are.equal(0, used, body)
     healthy()
   end)
 

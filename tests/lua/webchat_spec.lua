@@ -74,6 +74,7 @@ describe("the web chat and docs pages in headless chromium", function()
 
   it("chats with streaming, stops, starts over, and links the docs", function()
     os.remove(SCREENSHOT)
+    os.remove((SCREENSHOT:gsub("%.png$", "-failure.png")))
     local out, rc = helpers.run(string.format("node %s --base http://127.0.0.1:%d --screenshot %s 2>&1",
       E2E, srv.port, SCREENSHOT))
     local last = out:match("([^\n]+)%s*$") or ""

@@ -57,8 +57,8 @@
     return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
   }
 
-  function scrollDown(force) {
-    if (force || nearBottom()) el.messages.scrollTop = el.messages.scrollHeight;
+  function scrollToEnd() {
+    el.messages.scrollTop = el.messages.scrollHeight;
   }
 
   // A message bubble: role "user", "assistant" or "error". Its text lives in one
@@ -76,7 +76,7 @@
     span.appendChild(node);
     div.appendChild(span);
     el.messages.appendChild(div);
-    scrollDown(true);
+    scrollToEnd();
     return { div, node };
   }
 
@@ -152,18 +152,34 @@
     return err;
   }
 
+  // Streamed text reaches the page once per frame: a fast model sends hundreds of
+  // lines a second, and touching the DOM (and measuring the scroll position) for
+  // each would cost a layout per line.
+  function queueText(turn, text) {
+    turn.pending += text;
+    if (!turn.frame) turn.frame = requestAnimationFrame(() => flushText(turn));
+  }
+
+  function flushText(turn) {
+    if (turn.frame) cancelAnimationFrame(turn.frame);
+    turn.frame = 0;
+    if (turn.pending) {
+      const follow = nearBottom();
+      turn.bubble.node.appendData(turn.pending);
+      turn.pending = "";
+      if (follow) scrollToEnd();   // a reader who scrolled up stays where they are
+    }
+    if (!turn.stopping && state.turn === turn) setStatus(`Generating… ${turn.tokens} tokens`, "streaming");
+  }
+
   // One line of the stream: {"text","tokens","input_tokens","history_tokens","finish_reason"}.
   function handleChunk(obj, turn) {
-    if (typeof obj.text === "string" && obj.text.length > 0) {
-      turn.bubble.node.appendData(obj.text);
-      scrollDown(false);
-    }
+    if (typeof obj.text === "string" && obj.text.length > 0) queueText(turn, obj.text);
     if (typeof obj.tokens === "number") turn.tokens = obj.tokens;
     if (typeof obj.input_tokens === "number") turn.inputTokens = obj.input_tokens;
     if (typeof obj.history_tokens === "number") turn.historyTokens = obj.history_tokens;
     if (obj.finish_reason) turn.finish = obj.finish_reason;
     if (obj.error) throw streamError(obj.error);
-    if (!turn.stopping) setStatus(`Generating… ${turn.tokens} tokens`, "streaming");
   }
 
   function handleLine(line, turn) {
@@ -186,12 +202,9 @@
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
-      pending += decoder.decode(value, { stream: true });
-      let nl;
-      while ((nl = pending.indexOf("\n")) >= 0) {
-        handleLine(pending.slice(0, nl), turn);
-        pending = pending.slice(nl + 1);
-      }
+      const lines = (pending + decoder.decode(value, { stream: true })).split("\n");
+      pending = lines.pop();   // the unfinished last line waits for the next read
+      for (const line of lines) handleLine(line, turn);
     }
     pending += decoder.decode();
     handleLine(pending, turn);
@@ -206,6 +219,7 @@
     const turn = {
       bubble, sessionId: state.sessionId, controller: new AbortController(),
       tokens: 0, inputTokens: 0, historyTokens: 0, finish: null, error: null, stopping: false, timer: null,
+      pending: "", frame: 0,   // text received but not yet shown, and the frame that shows it
     };
     turn.done = new Promise((resolve) => { turn.resolve = resolve; });
     state.turn = turn;
@@ -232,6 +246,7 @@
 
   function endTurn(turn) {
     clearTimeout(turn.timer);
+    flushText(turn);
     const b = turn.bubble;
     b.div.dataset.state = "done";
     if (turn.error) {

@@ -38,6 +38,9 @@
     return [cur || null, ref.split("/").pop()];
   }
 
+  // A list field of the document; an encoder may write an empty list as {}.
+  function list(v) { return Array.isArray(v) ? v : []; }
+
   function deref(obj) {
     return obj && obj.$ref ? resolveRef(obj.$ref)[0] || {} : obj || {};
   }
@@ -51,6 +54,17 @@
     if (!t) t = s.oneOf ? "oneOf" : s.anyOf ? "anyOf" : s.allOf ? "allOf" : "any";
     if (s.nullable) t += " | null";
     return t;
+  }
+
+  // " [0, 2]" or " (0, 1]": exclusive bounds are numbers in OpenAPI 3.1, flags in 3.0.
+  function rangeText(p) {
+    const exMin = typeof p.exclusiveMinimum === "number" ? p.exclusiveMinimum : null;
+    const exMax = typeof p.exclusiveMaximum === "number" ? p.exclusiveMaximum : null;
+    const lo = exMin ?? p.minimum, hi = exMax ?? p.maximum;
+    if (lo === undefined && hi === undefined) return "";
+    const open = exMin !== null || p.exclusiveMinimum === true ? "(" : "[";
+    const close = exMax !== null || p.exclusiveMaximum === true ? ")" : "]";
+    return ` ${open}${lo ?? ""}, ${hi ?? ""}${close}`;
   }
 
   // A readable outline of a schema, one property a line:
@@ -72,15 +86,15 @@
         schemaLines(sub, indent + 2, depth + 1, seen, out);
       });
     }
-    if (s.enum) out.push(pad + "one of: " + s.enum.map((v) => JSON.stringify(v)).join(", "));
+    if (Array.isArray(s.enum)) out.push(pad + "one of: " + s.enum.map((v) => JSON.stringify(v)).join(", "));
     const props = s.properties || {};
-    const required = new Set(s.required || []);
+    const required = new Set(list(s.required));
     for (const [name, p0] of Object.entries(props)) {
       const p = deref(p0);
       let line = `${pad}${name}: ${typeName(p0)}`;
       if (required.has(name)) line += " (required)";
       if (p.default !== undefined) line += " = " + JSON.stringify(p.default);
-      if (p.minimum !== undefined || p.maximum !== undefined) line += ` [${p.minimum ?? ""}, ${p.maximum ?? ""}]`;
+      line += rangeText(p);
       if (p.description) line += " — " + p.description;
       out.push(line);
       const nested = p.type === "array" ? p.items : p0;
@@ -100,22 +114,25 @@
     return out.join("\n");
   }
 
-  // An example value for a schema: its example or default, else a minimal instance
-  // with the required properties (all properties when none is marked required).
+  // An example value for a schema: its example or default, else an instance with the
+  // required properties (when none is marked required: those with an example or a
+  // default, else all).
   function exampleOf(s, depth) {
     if (depth > MAX_DEPTH) return null;
     if (s && s.$ref) s = resolveRef(s.$ref)[0] || {};
     s = s || {};
     if (s.example !== undefined) return s.example;
     if (s.default !== undefined) return s.default;
-    if (s.enum) return s.enum[0];
-    const alt = s.oneOf || s.anyOf || s.allOf;
+    if (Array.isArray(s.enum) && s.enum.length) return s.enum[0];
+    const alt = [s.oneOf, s.anyOf, s.allOf].find(Array.isArray);
     if (alt && alt.length) return exampleOf(alt[0], depth + 1);
     const t = Array.isArray(s.type) ? s.type[0] : s.type || (s.properties ? "object" : null);
     if (t === "object") {
       const out = {};
-      const keys = s.required && s.required.length ? s.required : Object.keys(s.properties || {});
-      for (const k of keys) out[k] = exampleOf((s.properties || {})[k], depth + 1);
+      const props = s.properties || {};
+      const given = Object.keys(props).filter((k) => deref(props[k]).example !== undefined || deref(props[k]).default !== undefined);
+      const keys = list(s.required).length ? list(s.required) : given.length ? given : Object.keys(props);
+      for (const k of keys) out[k] = exampleOf(props[k], depth + 1);
       return out;
     }
     if (t === "array") return [exampleOf(s.items, depth + 1)];
@@ -221,7 +238,7 @@
   }
 
   function operationCard(path, method, op, shared) {
-    const params = (shared || []).concat(op.parameters || []);
+    const params = list(shared).concat(list(op.parameters));
     const body = op.requestBody ? deref(op.requestBody) : null;
     const parts = [];
     if (op.description) parts.push(h("p", null, op.description));

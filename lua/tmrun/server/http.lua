@@ -155,6 +155,7 @@ function Conn:pump()
     local entry = self.queue[self.qhead]
     self.queue[self.qhead] = nil
     self.qhead = self.qhead + 1
+    if self.tmode == "idle" then self.tmode = nil end -- activity: the idle clock restarts after it
     if entry.error then
       self:send_error(entry.error, entry.message)
     else
