@@ -19,7 +19,7 @@ print()
 
 -- A session: the history stays in the engine; each turn sends only itself.
 local s = eng:session({ max_new_tokens = 32 })
-print(s:chat("Hello!"))
-print(s:chat("Tell me more."))
+print((s:chat("Hello!")))
+print((s:chat("Tell me more.")))
 s:close()
 eng:close() -- GPU/CPU memory is not Lua's: close long-lived objects yourself

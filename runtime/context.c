@@ -9,7 +9,7 @@
 #include "error.h"
 #include "model.h"
 
-enum { CONTEXT_CHUNK = 512 };
+enum { CONTEXT_CHUNK = 512 }; /* default tokens per forward call */
 
 struct tm_context {
     tm_model *model;
@@ -17,9 +17,10 @@ struct tm_context {
     int32_t len;
     int32_t block_len;
     int32_t *block_table; /* [n_blocks] = 0 .. n_blocks-1 */
-    float *kv;            /* [n_blocks][num_layer][2][kv_head_num][block_len][size_per_head] fp32 */
+    void *kv;             /* [n_blocks] blocks of tmi_model_kv_block_bytes, the model's kv kind
+                             (attention.h has the layout) */
     tmi_kv_cache cache;
-    int32_t *rows;        /* [CONTEXT_CHUNK] logit rows 0 .. n-1 */
+    int32_t *rows;        /* [chunk_len] logit rows 0 .. n-1 */
     tmi_fwd_buffers fb;
 };
 
@@ -39,6 +40,9 @@ tm_status tm_context_create(tm_model *model, const tm_context_params *params, tm
         return tmi_fail(TM_ERR_INVALID_ARG, "max_tokens must be in [1, 16777216], got %d", p.max_tokens);
     if (p.block_len < 1 || p.block_len > 4096)
         return tmi_fail(TM_ERR_INVALID_ARG, "block_len must be in [1, 4096], got %d", p.block_len);
+    if (p.chunk_len == 0) p.chunk_len = CONTEXT_CHUNK;
+    if (p.chunk_len < 1 || p.chunk_len > 4096)
+        return tmi_fail(TM_ERR_INVALID_ARG, "chunk_len must be in [1, 4096], got %d", p.chunk_len);
 
     tm_context *c = calloc(1, sizeof *c);
     if (!c) return tmi_fail(TM_ERR_NOMEM, "tm_context_create: out of memory");
@@ -46,20 +50,20 @@ tm_status tm_context_create(tm_model *model, const tm_context_params *params, tm
     c->max_tokens = p.max_tokens;
     c->block_len = p.block_len;
     int32_t n_blocks = (p.max_tokens + p.block_len - 1) / p.block_len;
-    size_t kv_elems = (size_t)n_blocks * (size_t)tmi_model_kv_block_elems(model, p.block_len);
+    size_t kv_bytes = (size_t)n_blocks * (size_t)tmi_model_kv_block_bytes(model, p.block_len);
+    int32_t cap = p.max_tokens < p.chunk_len ? p.max_tokens : p.chunk_len;
     c->block_table = malloc((size_t)n_blocks * sizeof(int32_t));
-    c->kv = malloc(kv_elems * sizeof(float));
-    c->rows = malloc(CONTEXT_CHUNK * sizeof(int32_t));
+    c->kv = malloc(kv_bytes);
+    c->rows = malloc((size_t)cap * sizeof(int32_t));
     tm_status s = TM_OK;
     if (!c->block_table || !c->kv || !c->rows) {
-        s = tmi_fail(TM_ERR_NOMEM, "tm_context_create: KV cache of %zu floats: out of memory", kv_elems);
+        s = tmi_fail(TM_ERR_NOMEM, "tm_context_create: KV cache of %zu bytes: out of memory", kv_bytes);
         goto err;
     }
     for (int32_t i = 0; i < n_blocks; i++) c->block_table[i] = i;
-    for (int32_t i = 0; i < CONTEXT_CHUNK; i++) c->rows[i] = i;
-    c->cache = tmi_model_kv_layout(model, TM_F32, p.block_len);
+    for (int32_t i = 0; i < cap; i++) c->rows[i] = i;
+    c->cache = tmi_model_kv_layout(model, p.block_len);
     c->cache.base = c->kv;
-    int32_t cap = p.max_tokens < CONTEXT_CHUNK ? p.max_tokens : CONTEXT_CHUNK;
     if ((s = tmi_fwd_buffers_init(&c->fb, model, cap, p.max_tokens))) goto err;
     *out = c;
     return TM_OK;

@@ -72,7 +72,7 @@ static double mem_available(void)
 static tm_status size_pool(tm_engine *e, int32_t *n_blocks)
 {
     const tm_engine_params *p = &e->p;
-    size_t block_bytes = (size_t)tmi_model_kv_block_elems(e->model, p->cache_block_seq_len) * sizeof(float);
+    size_t block_bytes = (size_t)tmi_model_kv_block_bytes(e->model, p->cache_block_seq_len);
     int64_t min_blocks = (p->session_len + p->cache_block_seq_len - 1) / p->cache_block_seq_len;
     int64_t n;
     if (p->cache_max_entry_count > 1.0) {
@@ -94,11 +94,11 @@ static tm_status alloc_state(tm_engine *e)
     tm_status s = size_pool(e, &n_blocks);
     if (s) return s;
     if ((s = tmi_blocks_init(&e->pool, n_blocks))) return s;
-    size_t elems = (size_t)n_blocks * (size_t)tmi_model_kv_block_elems(e->model, p->cache_block_seq_len);
-    e->kv = malloc(elems * sizeof(float));
+    size_t bytes = (size_t)n_blocks * (size_t)tmi_model_kv_block_bytes(e->model, p->cache_block_seq_len);
+    e->kv = malloc(bytes);
     if (!e->kv) return tmi_fail(TM_ERR_NOMEM, "KV cache of %d blocks (%zu MB): out of memory", n_blocks,
-                                elems * sizeof(float) >> 20);
-    e->cache = tmi_model_kv_layout(e->model, TM_F32, p->cache_block_seq_len);
+                                bytes >> 20);
+    e->cache = tmi_model_kv_layout(e->model, p->cache_block_seq_len);
     e->cache.base = e->kv;
     int32_t cap_tok = p->max_prefill_token_num + batch;
     if ((s = tmi_fwd_buffers_init(&e->fb, e->model, cap_tok, p->session_len))) return s;

@@ -93,7 +93,7 @@ struct tm_engine {
 
     /* engine thread only */
     tmi_block_pool pool;
-    void *kv;                 /* [n_blocks][block_elems] fp32 */
+    void *kv;                 /* [n_blocks] blocks of tmi_model_kv_block_bytes, the model's kv kind */
     tmi_kv_cache cache;
     tmi_fwd_buffers fb;
     tmi_seq **running;        /* [max_batch_size] in admission order */

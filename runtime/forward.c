@@ -92,6 +92,16 @@ int64_t tmi_model_kv_block_bytes(const tm_model *m, int32_t block_len)
 static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_linear *l, const float *x, int64_t ldx,
                         int64_t rows, float *y, int64_t ldy, int accumulate)
 {
+    if (l->qweight) {
+        if (!m->ops->gemm_w4a16)
+            return tmi_fail(TM_ERR_UNSUPPORTED, "backend %s has no int4 (W4A16) GEMM", m->ops->name);
+        tmi_gemm_w4a16_args q = {
+            .m = rows, .n = l->out, .k = l->in, .a = x, .lda = ldx,
+            .qweight = l->qweight, .scales_zeros = l->scales_zeros, .group = l->group,
+            .bias = l->bias, .bias_dtype = l->bias_dtype, .c = y, .ldc = ldy, .accumulate = accumulate,
+        };
+        return m->ops->gemm_w4a16(ex, &q);
+    }
     tmi_gemm_args g = {
         .m = rows, .n = l->out, .k = l->in,
         .a = x, .lda = ldx,
@@ -100,6 +110,12 @@ static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_linear 
         .c = y, .ldc = ldy, .accumulate = accumulate,
     };
     return m->ops->gemm(ex, &g);
+}
+
+static void observe(const tmi_fwd_buffers *fb, tmi_obs_site site, const float *x, int64_t ld, int64_t rows,
+                    int64_t cols)
+{
+    if (fb->observer) fb->observer->fn(fb->observer->ctx, fb->layer, site, x, ld, rows, cols);
 }
 
 static tm_status rmsnorm(const tm_model *m, const tmi_exec *ex, const tmi_vec *w, const float *x, float *out,
@@ -141,8 +157,11 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
     int64_t q_cols = (int64_t)p->head_num * hd, kv_cols = (int64_t)p->kv_head_num * hd;
     tm_status s;
     if ((s = rmsnorm(m, ex, &L->attn_norm, fb->x, fb->h, n))) return s;
+    observe(fb, TMI_OBS_ATTN_IN, fb->h, p->hidden_size, n, p->hidden_size);
     if ((s = linear(m, ex, &L->qkv, fb->h, p->hidden_size, n, fb->qkv, ldq, 0))) return s;
     if ((s = rotary(m, ex, fb, b))) return s;
+    observe(fb, TMI_OBS_K, fb->qkv + q_cols, ldq, n, kv_cols);
+    observe(fb, TMI_OBS_V, fb->qkv + q_cols + kv_cols, ldq, n, kv_cols);
     tmi_kv_write_args kw = {
         .n_seq = b->n_seq, .seqs = b->seqs,
         .k = fb->qkv + q_cols, .ldk = ldq, .v = fb->qkv + q_cols + kv_cols, .ldv = ldq, .cache = cache,
@@ -154,6 +173,7 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
         .scale = 1.0f / sqrtf((float)hd), .window = p->sliding_window,
     };
     if ((s = m->ops->attention(ex, &at))) return s;
+    observe(fb, TMI_OBS_O_IN, fb->attn, q_cols, n, q_cols);
     return linear(m, ex, &L->wo, fb->attn, q_cols, n, fb->x, p->hidden_size, 1);
 }
 
@@ -163,12 +183,14 @@ static tm_status ffn_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffer
     int64_t inter = p->inter_size;
     tm_status s;
     if ((s = rmsnorm(m, ex, &L->ffn_norm, fb->x, fb->h, n))) return s;
+    observe(fb, TMI_OBS_FFN_IN, fb->h, p->hidden_size, n, p->hidden_size);
     if ((s = linear(m, ex, &L->w1, fb->h, p->hidden_size, n, fb->gate, inter, 0))) return s;
     if ((s = linear(m, ex, &L->w3, fb->h, p->hidden_size, n, fb->up, inter, 0))) return s;
     tmi_silu_mul_args a = {
         .n = n, .d = inter, .gate = fb->gate, .ldg = inter, .up = fb->up, .ldu = inter, .out = fb->gate, .ldo = inter,
     };
     if ((s = m->ops->silu_mul(ex, &a))) return s;
+    observe(fb, TMI_OBS_DOWN_IN, fb->gate, inter, n, inter);
     return linear(m, ex, &L->w2, fb->gate, inter, n, fb->x, p->hidden_size, 1);
 }
 
@@ -227,6 +249,7 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
         tmi_kv_cache c = cache;
         c.layer_offset = (int64_t)l * 2 * c.v_offset;
         c.qparams = m->kv_static ? m->kv_static + (int64_t)l * 4 * m->p.kv_head_num : NULL;
+        fb->layer = l;
         if ((s = attention_block(m, &ex, fb, b, &m->layers[l], c, n))) return s;
         if ((s = ffn_block(m, &ex, fb, &m->layers[l], n))) return s;
     }

@@ -40,6 +40,9 @@ static tm_status check_params(const tm_model_params *p)
     CHECK_RANGE(sliding_window, 0, 1 << 24);
     CHECK_RANGE(tp, 1, 1);
     CHECK_RANGE(num_threads, 0, 512);
+    if (p->group_size != 0 && (p->group_size < 32 || p->group_size > 1024 || p->group_size % 32))
+        return tmi_fail(TM_ERR_INVALID_ARG, "group_size must be 0 (no int4 weights) or a multiple of 32 in [32, 1024], got %d",
+                        p->group_size);
     if (p->head_num % p->kv_head_num)
         return tmi_fail(TM_ERR_INVALID_ARG, "head_num (%d) must be a multiple of kv_head_num (%d)", p->head_num,
                         p->kv_head_num);
@@ -62,6 +65,11 @@ static tm_status check_params(const tm_model_params *p)
                             "llama3 rope needs 0 < low_freq_factor < high_freq_factor, got %g and %g",
                             p->rope_low_freq_factor, p->rope_high_freq_factor);
     }
+    if (p->kv_dtype < TM_KV_FP || p->kv_dtype > TM_KV_INT4)
+        return tmi_fail(TM_ERR_INVALID_ARG, "kv_dtype must be 0 (fp), 1 (int8) or 2 (int4), got %d", (int)p->kv_dtype);
+    if (p->kv_qparams < TM_KV_QPARAMS_AUTO || p->kv_qparams > TM_KV_QPARAMS_STATIC)
+        return tmi_fail(TM_ERR_INVALID_ARG, "kv_qparams must be 0 (auto), 1 (online) or 2 (static), got %d",
+                        (int)p->kv_qparams);
     if (p->backend != TM_BACKEND_CPU && p->backend != TM_BACKEND_CUDA)
         return tmi_fail(TM_ERR_INVALID_ARG, "backend must be 0 (cpu) or 1 (cuda), got %d", (int)p->backend);
     return TM_OK;
@@ -95,13 +103,59 @@ static tm_status bind_vec(const tm_weights *w, const char *name, int64_t n, tmi_
     return bind(w, name, 1, n, 0, &v->data, &v->dtype);
 }
 
-/* "<prefix>.weight" [in][out] and, when has_bias, "<prefix>.bias" [out]. */
-static tm_status bind_linear(const tm_weights *w, const char *prefix, int64_t in, int64_t out, int has_bias,
-                             tmi_linear *l)
+/* Finds name and checks it is exactly dtype [d0][d1] (or [d0][d1][2] when pairs). */
+static tm_status bind_exact(const tm_weights *w, const char *name, tm_dtype dtype, int64_t d0, int64_t d1, int pairs,
+                            const void **data)
+{
+    tm_tensor_info t;
+    if (tm_weights_find(w, name, &t) != TM_OK) return tmi_fail(TM_ERR_FORMAT, "missing tensor %s", name);
+    int ndim = pairs ? 3 : 2;
+    if (t.dtype != dtype || t.ndim != ndim || t.shape[0] != d0 || t.shape[1] != d1 || (pairs && t.shape[2] != 2))
+        return tmi_fail(TM_ERR_FORMAT, "tensor %s: %s with %d dims [%lld, %lld ...], want %s [%lld, %lld%s]", name,
+                        tm_dtype_name(t.dtype), t.ndim, (long long)(t.ndim ? t.shape[0] : 0),
+                        (long long)(t.ndim > 1 ? t.shape[1] : 0), tm_dtype_name(dtype), (long long)d0, (long long)d1,
+                        pairs ? ", 2" : "");
+    *data = t.data;
+    return TM_OK;
+}
+
+/* The int4 form of a linear (kernels/gemm_w4a16/gemm_w4a16.h): "<prefix>.qweight"
+ * I32 [in / 8][out] and "<prefix>.scales_zeros" F16 [in / group][out][2]. */
+static tm_status bind_int4(const tm_weights *w, const char *prefix, int64_t in, int64_t out, int32_t group,
+                           tmi_linear *l)
 {
     char name[256];
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    tm_status s = bind(w, name, 2, in, out, &l->w, &l->dtype);
+    if (group <= 0)
+        return tmi_fail(TM_ERR_FORMAT, "%s.qweight: an int4 linear needs group_size > 0 in the model params", prefix);
+    if (in % group || in % 8)
+        return tmi_fail(TM_ERR_FORMAT, "%s: group_size %d must divide the %lld input features", prefix, group,
+                        (long long)in);
+    snprintf(name, sizeof name, "%s.qweight", prefix);
+    tm_status s = bind_exact(w, name, TM_I32, in / 8, out, 0, (const void **)&l->qweight);
+    if (s) return s;
+    snprintf(name, sizeof name, "%s.scales_zeros", prefix);
+    if ((s = bind_exact(w, name, TM_F16, in / group, out, 1, (const void **)&l->scales_zeros))) return s;
+    l->group = group;
+    l->w = NULL;
+    return TM_OK;
+}
+
+/* "<prefix>.weight" [in][out], or its int4 form when "<prefix>.qweight" exists, and,
+ * when has_bias, "<prefix>.bias" [out]. */
+static tm_status bind_linear(const tm_weights *w, const char *prefix, int64_t in, int64_t out, int has_bias,
+                             int32_t group, tmi_linear *l)
+{
+    char name[256];
+    tm_tensor_info probe;
+    snprintf(name, sizeof name, "%s.qweight", prefix);
+    tm_status s;
+    if (tm_weights_find(w, name, &probe) == TM_OK)
+        s = bind_int4(w, prefix, in, out, group, l);
+    else {
+        snprintf(name, sizeof name, "%s.weight", prefix);
+        l->qweight = NULL;
+        s = bind(w, name, 2, in, out, &l->w, &l->dtype);
+    }
     if (s) return s;
     l->in = in;
     l->out = out;
@@ -124,17 +178,17 @@ static tm_status bind_layer(tm_model *m, int i)
     snprintf(name, sizeof name, "layers.%d.attention_norm.weight", i);
     if ((s = bind_vec(w, name, p->hidden_size, &L->attn_norm))) return s;
     snprintf(name, sizeof name, "layers.%d.attention.w_qkv.0", i);
-    if ((s = bind_linear(w, name, p->hidden_size, q + 2 * kv, p->attn_bias, &L->qkv))) return s;
+    if ((s = bind_linear(w, name, p->hidden_size, q + 2 * kv, p->attn_bias, p->group_size, &L->qkv))) return s;
     snprintf(name, sizeof name, "layers.%d.attention.wo.0", i);
-    if ((s = bind_linear(w, name, q, p->hidden_size, p->attn_out_bias, &L->wo))) return s;
+    if ((s = bind_linear(w, name, q, p->hidden_size, p->attn_out_bias, p->group_size, &L->wo))) return s;
     snprintf(name, sizeof name, "layers.%d.ffn_norm.weight", i);
     if ((s = bind_vec(w, name, p->hidden_size, &L->ffn_norm))) return s;
     snprintf(name, sizeof name, "layers.%d.feed_forward.w1.0", i);
-    if ((s = bind_linear(w, name, p->hidden_size, p->inter_size, 0, &L->w1))) return s;
+    if ((s = bind_linear(w, name, p->hidden_size, p->inter_size, 0, p->group_size, &L->w1))) return s;
     snprintf(name, sizeof name, "layers.%d.feed_forward.w3.0", i);
-    if ((s = bind_linear(w, name, p->hidden_size, p->inter_size, 0, &L->w3))) return s;
+    if ((s = bind_linear(w, name, p->hidden_size, p->inter_size, 0, p->group_size, &L->w3))) return s;
     snprintf(name, sizeof name, "layers.%d.feed_forward.w2.0", i);
-    if ((s = bind_linear(w, name, p->inter_size, p->hidden_size, 0, &L->w2))) return s;
+    if ((s = bind_linear(w, name, p->inter_size, p->hidden_size, 0, p->group_size, &L->w2))) return s;
     m->n_params += L->qkv.in * L->qkv.out + L->wo.in * L->wo.out + 3 * L->w1.in * L->w1.out + 2 * p->hidden_size;
     return TM_OK;
 }
@@ -163,10 +217,11 @@ tm_status tm_model_create(const tm_model_params *params, const tm_weights *weigh
                   &m->embed.dtype)))
         goto err;
     if ((s = bind_vec(weights, "norm.weight", params->hidden_size, &m->norm))) goto err;
-    if ((s = bind_linear(weights, "output", params->hidden_size, params->vocab_size, 0, &m->output))) goto err;
+    if ((s = bind_linear(weights, "output", params->hidden_size, params->vocab_size, 0, params->group_size, &m->output))) goto err;
     m->n_params = 2 * (int64_t)params->vocab_size * params->hidden_size + params->hidden_size;
     for (int i = 0; i < params->num_layer; i++)
         if ((s = bind_layer(m, i))) goto err;
+    if ((s = tmi_model_bind_kv(m))) goto err;
     *out = m;
     return TM_OK;
 err:
@@ -178,6 +233,7 @@ void tm_model_destroy(tm_model *model)
 {
     if (!model) return;
     free(model->layers);
+    free(model->kv_static);
     free(model);
 }
 

@@ -17,7 +17,30 @@ typedef struct tmi_linear {
     int64_t in, out;
     const void *bias; /* [out] or NULL */
     tm_dtype bias_dtype;
+    /* int4 (weight_type int4, kernels/gemm_w4a16): w is NULL and these are set */
+    const int32_t *qweight;        /* [in / 8][out] packed int4, or NULL for a float w */
+    const uint16_t *scales_zeros;  /* [in / group][out][2] fp16 (scale, zero point) */
+    int32_t group;
 } tmi_linear;
+
+/* Calibration hooks (runtime/quantizer.c): the forward hands each observed
+ * activation to fn as rows x cols fp32 values, ld apart.  Sites: the inputs of the
+ * linears (attention input = the normed x that q, k, v read; o; ffn input that
+ * gate, up read; down) and K, V after RoPE, as written to the cache. */
+typedef enum tmi_obs_site {
+    TMI_OBS_ATTN_IN = 0,
+    TMI_OBS_O_IN = 1,
+    TMI_OBS_FFN_IN = 2,
+    TMI_OBS_DOWN_IN = 3,
+    TMI_OBS_K = 4,
+    TMI_OBS_V = 5,
+    TMI_OBS_SITES = 6
+} tmi_obs_site;
+
+typedef struct tmi_observer {
+    void (*fn)(void *ctx, int32_t layer, tmi_obs_site site, const float *x, int64_t ld, int64_t rows, int64_t cols);
+    void *ctx;
+} tmi_observer;
 
 typedef struct tmi_layer {
     tmi_vec attn_norm; /* [hidden] */
@@ -71,6 +94,8 @@ typedef struct tmi_fwd_buffers {
     void *workspace;
     size_t workspace_bytes;
     tmi_pool *pool;
+    const tmi_observer *observer; /* NULL (the default): no calibration hooks */
+    int32_t layer;                /* the layer being run, for the observer */
 } tmi_fwd_buffers;
 
 tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t cap_tok, int32_t max_kv_len);

@@ -147,6 +147,7 @@ typedef struct tm_model_params {
     int32_t num_threads;
     tm_kv_dtype kv_dtype;
     tm_kv_qparams kv_qparams;
+    int32_t group_size;
 } tm_model_params;
 
 typedef struct tm_model tm_model;

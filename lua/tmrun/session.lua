@@ -119,6 +119,10 @@ end
 
 function Session:close()
   if self.engine and self.engine.handle then self.engine:end_session(self.id) end
+  if self.ctx then
+    self.ctx:close()
+    self.ctx = nil
+  end
   self.engine = nil
 end
 

@@ -230,6 +230,8 @@ typedef struct tm_model_params {
     int32_t num_threads;        /* CPU worker threads; 0: one per core */
     tm_kv_dtype kv_dtype;       /* KV cache storage; TM_KV_FP default */
     tm_kv_qparams kv_qparams;   /* quantized kv_dtype only */
+    int32_t group_size;         /* int4 weights (weight_type int4): the AWQ group along the input
+                                   features, a multiple of 32 in [32, 1024]; 0: float weights only */
 } tm_model_params;
 
 /*

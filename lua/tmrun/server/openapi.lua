@@ -3,8 +3,8 @@ local cjson = require("tmrun.util.json")
 
 local M = {}
 
-local function obj(props, required)
-  return { type = "object", properties = props, required = required }
+local function obj(props, required, example)
+  return { type = "object", properties = props, required = required, example = example }
 end
 local S, I, N, B = { type = "string" }, { type = "integer" }, { type = "number" }, { type = "boolean" }
 local function arr(items) return { type = "array", items = items } end
@@ -58,7 +58,8 @@ function M.document(app)
       ["/v1/models"] = { get = op("List the served model", nil, obj({ object = S, data = arr(obj({ id = S })) })) },
       ["/v1/chat/completions"] = { post = op("Chat completion (OpenAI)", obj(with(SAMPLING, {
         messages = arr(message), max_tokens = I, max_completion_tokens = I, logprobs = B,
-        top_logprobs = { type = "integer", minimum = 0, maximum = 20 } }), { "messages" }),
+        top_logprobs = { type = "integer", minimum = 0, maximum = 20 } }), { "messages" },
+        { messages = { { role = "user", content = "Hello!" } }, max_tokens = 64 }),
         obj({ id = S, object = S, created = I, model = S, usage = usage, choices = arr(obj({ index = I,
           message = message, finish_reason = S })) }), "stream: true sends Server-Sent Events ending in data: [DONE]") },
       ["/v1/completions"] = { post = op("Text completion (OpenAI)", obj(with(SAMPLING, {
@@ -68,7 +69,8 @@ function M.document(app)
       ["/v1/chat/interactive"] = { post = op("Stateful chat (LMDeploy): send only the new turn", obj({
         prompt = { oneOf = { S, arr(message) } }, session_id = I, interactive_mode = B, stream = B, stop = STOP,
         request_output_len = I, top_p = N, top_k = I, temperature = N, repetition_penalty = N, ignore_eos = B,
-        skip_special_tokens = B, cancel = B, seed = I }),
+        skip_special_tokens = B, cancel = B, seed = I }, nil, { prompt = "Hello!", session_id = 1,
+        interactive_mode = true, stream = false, request_output_len = 64, temperature = 0.8 }),
         obj({ text = S, tokens = I, input_tokens = I, history_tokens = I, finish_reason = S }),
         "interactive_mode false ends the session; cancel true stops its running turn; stream: one JSON object per line") },
       ["/v1/encode"] = { post = op("Token ids of text (LMDeploy)", obj({ input = { oneOf = { S, arr(S) } },
