@@ -21,6 +21,7 @@ typedef struct tmi_exec {
     tm_backend backend;
     struct tmi_pool *pool; /* CPU: worker threads (NULL: run on the caller) */
     void *stream;          /* CUDA: cudaStream_t */
+    void *blas;            /* CUDA: cublasHandle_t, created by the caller (tmi_gemm_cuda_blas_create) */
     void *workspace;       /* scratch provided by the caller */
     size_t workspace_bytes;
 } tmi_exec;

@@ -1,5 +1,5 @@
 /* registry.c - the op tables of registry.h.  The CUDA table exists only in
- * builds with nvcc; its missing ops are NULL until their kernels land. */
+ * builds with nvcc; its missing ops (gemm_w4a16) are NULL until their kernels land. */
 #include "registry.h"
 
 static const tmi_ops cpu_ops = {
@@ -17,8 +17,13 @@ static const tmi_ops cpu_ops = {
 #ifdef TMRUN_HAVE_CUDA
 static const tmi_ops cuda_ops = {
     .name = "cuda",
+    .gemm = tmi_gemm_cuda,
     .rmsnorm = tmi_rmsnorm_cuda,
+    .rope = tmi_rope_cuda,
+    .attention = tmi_attention_cuda,
+    .kv_write = tmi_kv_write_cuda,
     .silu_mul = tmi_silu_mul_cuda,
+    .embedding = tmi_embedding_cuda,
 };
 #endif
 

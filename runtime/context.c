@@ -128,3 +128,28 @@ tm_status tm_context_eval(tm_context *ctx, const int32_t *tokens, int32_t n, flo
     ctx->len = start + n;
     return TM_OK;
 }
+
+tm_status tm_context_kv_read(const tm_context *ctx, int32_t layer, int32_t start, int32_t n, float *k, float *v)
+{
+    if (!ctx || !k || !v) return tmi_fail(TM_ERR_INVALID_ARG, "tm_context_kv_read: NULL argument");
+    const tmi_kv_cache *c = &ctx->cache;
+    if (c->dtype != TM_F32)
+        return tmi_fail(TM_ERR_UNSUPPORTED, "tm_context_kv_read: needs a float KV cache (kv_dtype TM_KV_FP)");
+    if (layer < 0 || layer >= ctx->model->p.num_layer)
+        return tmi_fail(TM_ERR_INVALID_ARG, "layer must be in [0, %d), got %d", ctx->model->p.num_layer, layer);
+    if (start < 0 || n < 0 || n > ctx->len - start)
+        return tmi_fail(TM_ERR_INVALID_ARG, "tokens [%d, %d + %d) must lie inside the context's %d", start, start, n,
+                        ctx->len);
+    int32_t d = c->head_dim, h = c->n_kv_head;
+    const float *base = c->base;
+    int64_t layer_off = (int64_t)layer * 2 * c->v_offset;
+    for (int32_t t = 0; t < n; t++) {
+        int32_t j = start + t, block = ctx->block_table[j / c->block_len], slot = j % c->block_len;
+        for (int32_t g = 0; g < h; g++) {
+            int64_t off = (int64_t)block * c->block_stride + layer_off + ((int64_t)g * c->block_len + slot) * d;
+            memcpy(k + ((int64_t)t * h + g) * d, base + off, (size_t)d * sizeof(float));
+            memcpy(v + ((int64_t)t * h + g) * d, base + off + c->v_offset, (size_t)d * sizeof(float));
+        }
+    }
+    return TM_OK;
+}

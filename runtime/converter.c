@@ -6,11 +6,13 @@
  * stream through whole cache lines even for 4096 x 11008 matrices. */
 #define _GNU_SOURCE
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
 #include "kernels/common.h"
+#include "quantizer.h"
 #include "tmrun.h"
 #include "weights.h"
 
@@ -303,4 +305,102 @@ tm_status tm_converter_copy(tm_converter *conv, tm_weights *dst, const char *dst
         convert_run(buf, ddt, t.data, t.dtype, n);
     }
     return tmi_weights_adopt(dst, dst_name, ddt, t.ndim, shape, buf);
+}
+
+/* ------------------------------------------------------------ AWQ repack -- */
+
+typedef struct awq_slice {
+    tm_tensor_info qw, qz, sc;
+    int64_t out, in;      /* the source's shape */
+    int64_t o0, n_out;    /* this rank's output columns */
+    int64_t i0, n_in;     /* this rank's input rows */
+} awq_slice;
+
+static tm_status plan_awq(const tm_converter *conv, const tm_weights *src, const char *const *prefixes, int32_t n,
+                          int32_t group, tm_split split, int32_t rank, awq_slice *s)
+{
+    int32_t tp = conv->p.tp;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t g;
+        tm_status st = tmi_awq_find(src, prefixes[i], &s[i].qw, &s[i].qz, &s[i].sc, &s[i].out, &s[i].in, &g);
+        if (st) return st;
+        if (g != group)
+            return tmi_fail(TM_ERR_FORMAT, "%.200s: AWQ group size is %d, the conversion asked for %d", prefixes[i], g,
+                            group);
+        if (s[i].in != s[0].in)
+            return tmi_fail(TM_ERR_INVALID_ARG, "%.200s: %lld input features, the first source has %lld", prefixes[i],
+                            (long long)s[i].in, (long long)s[0].in);
+        s[i].o0 = 0, s[i].n_out = s[i].out, s[i].i0 = 0, s[i].n_in = s[i].in;
+        if (split == TM_SPLIT_COLUMN) {
+            if (s[i].out % tp)
+                return tmi_fail(TM_ERR_INVALID_ARG, "%.200s: %lld outputs do not divide by tp %d", prefixes[i],
+                                (long long)s[i].out, tp);
+            s[i].n_out = s[i].out / tp;
+            s[i].o0 = rank * s[i].n_out;
+        } else if (split == TM_SPLIT_ROW) {
+            if (s[i].in % ((int64_t)tp * group))
+                return tmi_fail(TM_ERR_INVALID_ARG, "%.200s: in / tp (%lld / %d) must be a multiple of group %d",
+                                prefixes[i], (long long)s[i].in, tp, group);
+            s[i].n_in = s[i].in / tp;
+            s[i].i0 = rank * s[i].n_in;
+        }
+    }
+    return TM_OK;
+}
+
+/* Source i's slice into the engine tensors at output column off. */
+static void repack_awq(const awq_slice *s, int32_t group, int64_t total, int64_t off, int32_t *qw, uint16_t *sz)
+{
+    const int32_t *q = s->qw.data, *z = s->qz.data;
+    const uint16_t *sc = s->sc.data;
+    int64_t words = s->out / 8;
+    for (int64_t r = 0; r < s->n_in; r++) {
+        const int32_t *row = q + (s->i0 + r) * words;
+        int32_t *dst = qw + (r / 8) * total + off;
+        for (int64_t o = 0; o < s->n_out; o++)
+            dst[o] = (int32_t)((uint32_t)dst[o] | ((uint32_t)tmi_awq_get(row, s->o0 + o) << (4 * (r % 8))));
+    }
+    for (int64_t gr = 0; gr < s->n_in / group; gr++) {
+        int64_t gi = s->i0 / group + gr;
+        uint16_t *dst = sz + (gr * total + off) * 2;
+        for (int64_t o = 0; o < s->n_out; o++) {
+            dst[2 * o] = sc[gi * s->out + s->o0 + o];
+            dst[2 * o + 1] = tmi_f32_to_f16((float)tmi_awq_get(z + gi * words, s->o0 + o)); /* exact: 0 .. 15 */
+        }
+    }
+}
+
+tm_status tm_converter_awq(tm_converter *conv, tm_weights *dst, const char *dst_prefix, const tm_weights *src,
+                           const char *const *src_prefixes, int32_t n_src, int32_t group_size, tm_split split,
+                           int32_t rank)
+{
+    char qname[512], szname[512];
+    if (!dst_prefix) return tmi_fail(TM_ERR_INVALID_ARG, "tm_converter_awq: NULL argument");
+    snprintf(qname, sizeof qname, "%s.qweight", dst_prefix);
+    snprintf(szname, sizeof szname, "%s.scales_zeros", dst_prefix);
+    tm_status st = check_linear_args(conv, dst, qname, src, src_prefixes, n_src, split, rank);
+    if (st) return st;
+    if (tmi_weights_has(dst, szname))
+        return tmi_fail(TM_ERR_INVALID_ARG, "tensor \"%.200s\": already in the destination store", szname);
+    if (group_size < 32 || group_size % 32)
+        return tmi_fail(TM_ERR_INVALID_ARG, "group_size must be a positive multiple of 32, got %d", group_size);
+    awq_slice s[MAX_SOURCES];
+    if ((st = plan_awq(conv, src, src_prefixes, n_src, group_size, split, rank, s))) return st;
+    int64_t total = 0, n_in = s[0].n_in;
+    for (int32_t i = 0; i < n_src; i++) total += s[i].n_out;
+    int32_t *qw = calloc((size_t)(n_in / 8 * total), sizeof *qw);              /* [in/8][total] */
+    uint16_t *sz = malloc((size_t)(n_in / group_size * total * 2) * sizeof *sz); /* [in/g][total][2] */
+    if (!qw || !sz) {
+        free(qw);
+        free(sz);
+        return tmi_fail(TM_ERR_NOMEM, "%.200s: out of memory", dst_prefix);
+    }
+    for (int32_t i = 0, off = 0; i < n_src; off += (int32_t)s[i].n_out, i++) repack_awq(&s[i], group_size, total, off, qw, sz);
+    int64_t qshape[2] = {n_in / 8, total}, szshape[3] = {n_in / group_size, total, 2};
+    st = tmi_weights_adopt(dst, qname, TM_I32, 2, qshape, qw);
+    if (st) {
+        free(sz);
+        return st;
+    }
+    return tmi_weights_adopt(dst, szname, TM_F16, 3, szshape, sz);
 }

@@ -10,7 +10,9 @@ local opts = args.parse(arg, {
     tp = { type = "int", default = 1, min = 1, max = 64, help = "tensor-parallel ranks" },
     dtype = { type = "string", choices = { "fp32", "fp16", "bf16" }, help = "weight dtype (default: the checkpoint's)" },
     ["session-len"] = { type = "int", min = 1, help = "session_len in config.ini" },
-    ["model-format"] = { type = "string", default = "hf", choices = { "hf", "llama" }, help = "input format" },
+    ["model-format"] = { type = "string", default = "hf", choices = { "hf", "llama", "awq" },
+      help = "input format (awq: an AutoAWQ checkpoint, e.g. auto_awq.lua's --work-dir)" },
+    ["group-size"] = { type = "int", help = "awq: the checkpoint's group size (checked against its config)" },
   },
 })
 if not opts.model_name or not opts.hf_dir then
@@ -23,8 +25,17 @@ if not h then
   io.stderr:write("error: ", err, "\n")
   os.exit(1)
 end
+if opts.model_format == "awq" and not h.awq then
+  io.stderr:write("error: ", opts.hf_dir, "/config.json has no AWQ quantization_config (quant_method awq)\n")
+  os.exit(1)
+end
+if h.awq and opts.dtype then
+  io.stderr:write("error: --dtype does not apply to an AWQ checkpoint (its linears are int4, the rest fp16)\n")
+  os.exit(1)
+end
 local cfg, werr = convert.write_workspace(h, opts.model_name, {
   tp = opts.tp, weight_type = opts.dtype, dst_path = opts.dst_path, session_len = opts.session_len,
+  group_size = opts.group_size,
   progress = function(done, total) io.stderr:write(string.format("rank %d/%d written\n", done, total)) end,
 })
 if not cfg then

@@ -63,5 +63,10 @@ typedef struct tmi_attention_args {
 /* Scratch bytes for `threads` workers and the longest kv_len in the batch. */
 size_t tmi_attention_cpu_workspace(int32_t max_kv_len, int threads);
 tm_status tmi_attention_cpu(const tmi_exec *ex, const tmi_attention_args *a);
+/* CUDA twin: q, out and cache.base are device pointers; seqs and their block
+ * tables stay in host memory and are packed into the device workspace (its first
+ * bytes) on ex->stream.  KV cache F32 or F16, head_dim <= 256. */
+size_t tmi_attention_cuda_workspace(const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len);
+tm_status tmi_attention_cuda(const tmi_exec *ex, const tmi_attention_args *a);
 
 #endif

@@ -15,5 +15,9 @@ typedef struct tmi_embedding_args {
 } tmi_embedding_args;
 
 tm_status tmi_embedding_cpu(const tmi_exec *ex, const tmi_embedding_args *a);
+/* CUDA twin: ids, table and out are device pointers.  The ids cannot be checked on
+ * the host without a sync, so a row whose id is outside [0, vocab) is written as
+ * NaN: the error shows in the logits instead of reading out of bounds. */
+tm_status tmi_embedding_cuda(const tmi_exec *ex, const tmi_embedding_args *a);
 
 #endif

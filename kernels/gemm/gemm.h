@@ -24,4 +24,14 @@ typedef struct tmi_gemm_args {
 size_t tmi_gemm_cpu_workspace(int64_t m, int64_t n, int64_t k, int threads);
 tm_status tmi_gemm_cpu(const tmi_exec *ex, const tmi_gemm_args *a);
 
+/* CUDA twin: a, b, bias and c are device pointers; ex->blas is a cuBLAS handle
+ * (made by tmi_gemm_cuda_blas_create), ex->stream the stream it runs on.  A 16-bit
+ * B has A rounded to B's dtype in the workspace first (cuBLAS multiplies equal
+ * operand types), so the 16-bit path differs from the CPU twin by that rounding. */
+size_t tmi_gemm_cuda_workspace(int64_t m, int64_t k, tm_dtype b_dtype);
+tm_status tmi_gemm_cuda(const tmi_exec *ex, const tmi_gemm_args *a);
+/* A cuBLAS handle for ex->blas, and its release (NULL-safe). */
+tm_status tmi_gemm_cuda_blas_create(void **blas);
+void tmi_gemm_cuda_blas_destroy(void *blas);
+
 #endif

@@ -15,5 +15,10 @@ typedef struct tmi_kv_write_args {
 } tmi_kv_write_args;
 
 tm_status tmi_kv_write_cpu(const tmi_exec *ex, const tmi_kv_write_args *a);
+/* CUDA twin: k, v and cache.base are device pointers; seqs and their block tables
+ * stay in host memory (the scheduler's metadata, checked as on the CPU) and are
+ * packed into the device workspace on ex->stream.  KV cache F32 or F16. */
+size_t tmi_kv_write_cuda_workspace(const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len);
+tm_status tmi_kv_write_cuda(const tmi_exec *ex, const tmi_kv_write_args *a);
 
 #endif

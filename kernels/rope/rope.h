@@ -19,5 +19,8 @@ typedef struct tmi_rope_args {
 } tmi_rope_args;
 
 tm_status tmi_rope_cpu(const tmi_exec *ex, const tmi_rope_args *a);
+/* CUDA twin: x, pos and inv_freq are device pointers; positions are not checked
+ * on the host (a negative one rotates backwards, as the formula says). */
+tm_status tmi_rope_cuda(const tmi_exec *ex, const tmi_rope_args *a);
 
 #endif

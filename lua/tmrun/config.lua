@@ -40,6 +40,10 @@ M.schema = {
   { "cache_chunk_size", "int", -1, -1, 2 ^ 24, true },
   { "use_context_fmha", "int", 1, 0, 1 },
   { "quant_policy", "choice", 0, { 0, 4, 8 }, nil, true },
+  -- tmrun: the clearer spelling of the KV cache kind ("" : from quant_policy), and
+  -- where a quantized cache's scale / zero point come from (docs/QUANTIZATION.md)
+  { "kv_cache_dtype", "choice", "", { "", "fp16", "int8", "int4" }, nil, true, "tmrun" },
+  { "kv_qparams", "choice", "auto", { "auto", "online", "static" }, nil, true, "tmrun" },
   { "max_position_embeddings", "int", 2048, 1, 2 ^ 24 },
   { "rope_scaling_factor", "float", 0.0, 0, 1024, true },
   { "use_logn_attn", "int", 0, 0, 1, true },
@@ -137,12 +141,9 @@ function M.validate(section, what)
   if cfg.use_logn_attn ~= 0 then
     return nil, what .. ": use_logn_attn = 1 (Qwen-1 log-n attention scaling) is not supported yet"
   end
-  if cfg.quant_policy ~= 0 then
-    return nil, string.format("%s: quant_policy %d (KV cache quantization) is not supported yet", what,
-      cfg.quant_policy)
-  end
-  if cfg.weight_type == "int4" then
-    return nil, what .. ": weight_type int4 (AWQ) is not supported yet"
+  if cfg.weight_type == "int4" and cfg.group_size ~= 32 and cfg.group_size ~= 64 and cfg.group_size ~= 128 then
+    return nil, string.format("%s: weight_type int4 needs group_size 32, 64 or 128, got %s", what,
+      tostring(cfg.group_size))
   end
   if cfg.tensor_para_size > 1 and (cfg.head_num % cfg.tensor_para_size ~= 0
       or cfg.kv_head_num % cfg.tensor_para_size ~= 0 or cfg.inter_size % cfg.tensor_para_size ~= 0) then
@@ -176,6 +177,24 @@ function M.to_section(cfg)
   return { name = "llama", keys = keys }
 end
 
+-- quant_policy's KV kinds.  4 is INT8 as in the seed's LMDeploy (TurboMind's
+-- quant_policy & 4); newer LMDeploy (>= 0.4) renumbered to 4 = int4, 8 = int8, so 8
+-- is accepted as int8 too: both numberings agree on what 8 means, and INT4 is only
+-- ever spelled kv_cache_dtype = int4.
+local POLICY_KV = { [0] = "fp16", [4] = "int8", [8] = "int8" }
+
+-- The KV cache kind of a cfg ("fp16", "int8", "int4"): kv_cache_dtype when set (it
+-- wins, so --kv-cache-dtype int4 works on a workspace that kv_qparams.lua set to
+-- quant_policy 4), else quant_policy's.
+function M.kv_dtype(cfg)
+  local kind = cfg.kv_cache_dtype or ""
+  if kind ~= "" then return kind end
+  return POLICY_KV[cfg.quant_policy or 0]
+end
+
+local KV_DTYPE = { fp16 = 0, int8 = 1, int4 = 2 }
+local KV_QPARAMS = { auto = 0, online = 1, static = 2 }
+
 local ROPE = { [""] = 0, linear = 1, dynamic = 2, llama3 = 3 }
 
 -- tm_model_params for a validated cfg.  opts: backend ("cpu"|"cuda"), threads.
@@ -208,6 +227,9 @@ function M.model_params(cfg, opts)
   elseif opts.backend == nil or opts.backend == "cpu" then p.backend = C.TM_BACKEND_CPU
   else error(string.format("backend must be cpu or cuda, got %q", tostring(opts.backend)), 2) end
   p.num_threads = opts.threads or 0
+  p.group_size = cfg.weight_type == "int4" and cfg.group_size or 0
+  p.kv_dtype = KV_DTYPE[assert(M.kv_dtype(cfg))]
+  p.kv_qparams = KV_QPARAMS[cfg.kv_qparams or "auto"]
   return p
 end
 

@@ -7,6 +7,7 @@ local fs = require("tmrun.util.fs")
 local ini = require("tmrun.util.ini")
 local models = require("tmrun.models")
 local weights = require("tmrun.weights")
+local awq_format = require("tmrun.quant.awq_format")
 local cjson = require("cjson")
 
 local ffi, C = tmffi.ffi, tmffi.C
@@ -64,6 +65,9 @@ function M.open_hf(dir)
   local ok2, cfg = pcall(map.config, hf)
   if not ok2 then return nil, cfg end
   cfg.architecture = arch
+  -- an AutoAWQ checkpoint (quantization_config): linears are int4, repacked below
+  local awq, qerr = awq_format.config_of(hf)
+  if qerr then return nil, dir .. "/config.json: " .. qerr end
   local files, ferr = M.hf_weight_files(dir)
   if not files then return nil, ferr end
   local src = weights.new()
@@ -71,7 +75,7 @@ function M.open_hf(dir)
     local lok, lerr = src:load(f)
     if not lok then return nil, lerr end
   end
-  return { hf = hf, map = map, arch = arch, cfg = cfg, src = src, dir = dir }
+  return { hf = hf, map = map, arch = arch, cfg = cfg, src = src, dir = dir, awq = awq }
 end
 
 local function dtype_of(src, name)
@@ -112,6 +116,17 @@ local function linear(conv, dst, dst_name, src, names, split, rank, suffix)
   if s ~= 0 then error(core.last_error(s), 0) end
 end
 
+-- An AutoAWQ linear (names: the HF prefixes, e.g. q, k, v) as the engine's int4 tensors.
+local function linear_awq(conv, dst, dst_name, src, names, split, rank, group)
+  local arr = ffi.new("const char *[?]", #names)
+  for i, n in ipairs(names) do
+    need(src, n .. ".qweight")
+    arr[i - 1] = n
+  end
+  local s = C.tm_converter_awq(conv, dst.handle, dst_name, src.handle, arr, #names, group, split, rank)
+  if s ~= 0 then error(core.last_error(s), 0) end
+end
+
 local function copy(conv, dst, dst_name, src, src_name, transpose)
   local s = C.tm_converter_copy(conv, dst.handle, dst_name, src.handle, need(src, src_name), transpose and 1 or 0)
   if s ~= 0 then error(core.last_error(s), 0) end
@@ -125,6 +140,10 @@ function M.build_rank(h, rank, opts)
   local conv = converter(tp, opts.weight_type)
   local dst = weights.new()
   local n, cfg, src = h.map.names, h.cfg, h.src
+  local function weight(dst_name, names, split)
+    if h.awq then return linear_awq(conv, dst, dst_name, src, names, split, rank, h.awq.group_size) end
+    return linear(conv, dst, dst_name, src, names, split, rank, ".weight")
+  end
   local ok, err = pcall(function()
     copy(conv, dst, "tok_embeddings.weight", src, n.embed, false)
     copy(conv, dst, "norm.weight", src, n.norm, false)
@@ -138,18 +157,18 @@ function M.build_rank(h, rank, opts)
       local pre = string.format("layers.%d.", l)
       copy(conv, dst, pre .. "attention_norm.weight", src, hf("attn_norm"), false)
       local qkv = { hf("q"), hf("k"), hf("v") }
-      linear(conv, dst, pre .. "attention.w_qkv." .. rank, src, qkv, C.TM_SPLIT_COLUMN, rank, ".weight")
+      weight(pre .. "attention.w_qkv." .. rank, qkv, C.TM_SPLIT_COLUMN)
       if cfg.attn_bias == 1 then
         linear(conv, dst, pre .. "attention.w_qkv." .. rank, src, qkv, C.TM_SPLIT_COLUMN, rank, ".bias")
       end
-      linear(conv, dst, pre .. "attention.wo." .. rank, src, { hf("o") }, C.TM_SPLIT_ROW, rank, ".weight")
+      weight(pre .. "attention.wo." .. rank, { hf("o") }, C.TM_SPLIT_ROW)
       if cfg.attn_out_bias == 1 then
         linear(conv, dst, pre .. "attention.wo." .. rank, src, { hf("o") }, C.TM_SPLIT_ROW, rank, ".bias")
       end
       copy(conv, dst, pre .. "ffn_norm.weight", src, hf("ffn_norm"), false)
-      linear(conv, dst, pre .. "feed_forward.w1." .. rank, src, { hf("gate") }, C.TM_SPLIT_COLUMN, rank, ".weight")
-      linear(conv, dst, pre .. "feed_forward.w3." .. rank, src, { hf("up") }, C.TM_SPLIT_COLUMN, rank, ".weight")
-      linear(conv, dst, pre .. "feed_forward.w2." .. rank, src, { hf("down") }, C.TM_SPLIT_ROW, rank, ".weight")
+      weight(pre .. "feed_forward.w1." .. rank, { hf("gate") }, C.TM_SPLIT_COLUMN)
+      weight(pre .. "feed_forward.w3." .. rank, { hf("up") }, C.TM_SPLIT_COLUMN)
+      weight(pre .. "feed_forward.w2." .. rank, { hf("down") }, C.TM_SPLIT_ROW)
     end
   end)
   if not ok then
@@ -167,6 +186,14 @@ function M.workspace_config(h, model_name, opts)
   cfg.model_name = model_name or cfg.model_name or ""
   cfg.tensor_para_size = opts.tp or 1
   cfg.weight_type = opts.weight_type or WEIGHT_TYPE[dtype_of(h.src, h.map.names.embed)] or "fp16"
+  if h.awq then
+    if opts.group_size and opts.group_size ~= h.awq.group_size then
+      return nil, string.format("%s: the AWQ checkpoint has group_size %d, --group-size asked %d", h.dir,
+        h.awq.group_size, opts.group_size)
+    end
+    cfg.weight_type = "int4"
+    cfg.group_size = h.awq.group_size
+  end
   if opts.session_len then
     cfg.session_len = opts.session_len
   elseif cfg.rope_scaling_type == "dynamic" or cfg.rope_scaling_type == "linear" then

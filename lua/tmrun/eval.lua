@@ -16,6 +16,13 @@
 --   * each window runs alone from an empty cache; the NLL of a position is
 --     log-sum-exp of the previous position's logits minus its logit, in double;
 --   * ppl = exp(sum of NLL / number of scored positions).
+--
+-- Through the cache: every forward call writes its K/V into the (possibly INT8 /
+-- INT4) paged cache first and attention then reads all keys and values back from
+-- it, the call's own included, so even one full-window call scores quantized K/V.
+-- opts.chunk feeds each window in chunks of that many tokens instead (what a
+-- server does: a prefill chunk, then decode steps), so later tokens also attend to
+-- K/V that earlier calls wrote; docs/QUANTIZATION.md compares the two.
 local ffi = require("ffi")
 local uv = require("luv")
 
@@ -79,7 +86,7 @@ local function check_opts(n, opts)
 end
 
 -- Perplexity of model (tmrun.model) over ids (a Lua array).  opts: seqlen (512),
--- stride (= seqlen), max_windows (all), on_window(i, n_windows, partial_result) after
+-- stride (= seqlen), chunk (tokens per forward call, default min(seqlen, 512)), max_windows (all), on_window(i, n_windows, partial_result) after
 -- each window, clock() (wall seconds, for tokens/s; default luv's hrtime).  Returns
 -- { ppl, nll, windows, scored_tokens, tokens, window_nll = {first 8 means}, seconds,
 -- tokens_per_s }, or nil, err.
@@ -92,7 +99,11 @@ function M.perplexity(model, ids, opts)
     for i = #wins, opts.max_windows + 1, -1 do wins[i] = nil end
   end
   local clock = opts.clock or wall_seconds
-  local ctx = model:context({ max_tokens = seqlen })
+  local chunk = opts.chunk or 0
+  if type(chunk) ~= "number" or chunk < 0 or chunk > 4096 or chunk % 1 ~= 0 then
+    error("chunk must be an integer in [0, 4096] (0: 512), got " .. tostring(chunk), 2)
+  end
+  local ctx = model:context({ max_tokens = seqlen, chunk_len = chunk })
   local vocab = model.vocab_size
   local total, count, per_window = 0.0, 0, {}
   local win = {}
@@ -123,6 +134,7 @@ function M.perplexity(model, ids, opts)
     tokens = #ids,
     seqlen = seqlen,
     stride = stride,
+    chunk = chunk == 0 and math.min(seqlen, 512) or chunk,
     window_nll = per_window,
     seconds = dt,
     tokens_per_s = dt > 0 and #wins * seqlen / dt or nil,

@@ -99,6 +99,10 @@ tm_status tm_converter_linear(tm_converter *conv, tm_weights *dst, const char *d
 tm_status tm_converter_copy(tm_converter *conv, tm_weights *dst, const char *dst_name,
                             const tm_weights *src, const char *src_name, int32_t transpose);
 
+tm_status tm_converter_awq(tm_converter *conv, tm_weights *dst, const char *dst_prefix,
+                           const tm_weights *src, const char *const *src_prefixes, int32_t n_src,
+                           int32_t group_size, tm_split split, int32_t rank);
+
 typedef enum tm_rope_type {
     TM_ROPE_DEFAULT = 0,
     TM_ROPE_LINEAR = 1,
@@ -175,6 +179,7 @@ tm_status tm_context_eval(tm_context *ctx, const int32_t *tokens, int32_t n, flo
 
 void tm_context_reset(tm_context *ctx);
 int32_t tm_context_length(const tm_context *ctx);
+tm_status tm_context_kv_read(const tm_context *ctx, int32_t layer, int32_t start, int32_t n, float *k, float *v);
 
 /* tokenizer-begin */
 typedef struct tm_tokenizer tm_tokenizer;
@@ -230,6 +235,29 @@ typedef struct tm_sampling_params {
 tm_sampling_params tm_sampling_default_params(void);
 tm_status tm_sampling_params_check(const tm_sampling_params *p, int32_t vocab);
 /* sampling-end */
+
+/* quantizer-begin */
+typedef struct tm_quantizer_params {
+    int32_t max_seq_len;
+} tm_quantizer_params;
+
+typedef struct tm_quantizer tm_quantizer;
+
+tm_quantizer_params tm_quantizer_default_params(void);
+tm_status tm_quantizer_create(tm_model *model, const tm_quantizer_params *params, tm_quantizer **out);
+void tm_quantizer_destroy(tm_quantizer *quantizer);
+tm_status tm_quantizer_observe(tm_quantizer *quantizer, const int32_t *tokens, int32_t n);
+int64_t tm_quantizer_tokens(const tm_quantizer *quantizer);
+tm_status tm_quantizer_export(const tm_quantizer *quantizer, tm_weights *dst);
+tm_status tm_awq_search_scale(const float *gram, int64_t in, const float *x_absmean, const float *const *w,
+                              const int64_t *outs, int32_t n_w, int32_t group, int32_t n_grid, int32_t num_threads,
+                              float *scales, float *errors);
+tm_status tm_awq_search_clip(const float *gram, int64_t in, const float *w, int64_t out, int32_t group,
+                             int32_t n_grid, float max_shrink, int32_t num_threads, float *max_val);
+tm_status tm_awq_quantize(tm_weights *dst, const char *prefix, const float *w, int64_t out, int64_t in,
+                          int32_t group, const float *max_val);
+tm_status tm_awq_dequantize(const tm_weights *src, const char *prefix, int64_t out, int64_t in, float *w);
+/* quantizer-end */
 
 tm_status tm_bench_gemm_cpu(int64_t m, int64_t n, int64_t k, tm_dtype dtype, int32_t num_threads,
                             int32_t reps, double *gflops);

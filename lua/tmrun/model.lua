@@ -120,12 +120,14 @@ end
 
 function Model:param_count() return tonumber(C.tm_model_param_count(self:_h())) end
 
--- A single-sequence context holding up to max_tokens (default session_len).
+-- A single-sequence context holding up to max_tokens (default session_len); opts also
+-- block_len (cache_block_seq_len) and chunk_len (tokens per forward call, 0: 512).
 function Model:context(opts)
   opts = opts or {}
   local p = C.tm_context_default_params()
   p.max_tokens = opts.max_tokens or self.cfg.session_len
   p.block_len = opts.block_len or self.cfg.cache_block_seq_len
+  p.chunk_len = opts.chunk_len or 0
   local box = ffi.new("tm_context *[1]")
   core.check(C.tm_context_create(self:_h(), p, box), 2)
   return setmetatable({

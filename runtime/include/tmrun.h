@@ -177,6 +177,17 @@ tm_status tm_converter_linear(tm_converter *conv, tm_weights *dst, const char *d
 tm_status tm_converter_copy(tm_converter *conv, tm_weights *dst, const char *dst_name,
                             const tm_weights *src, const char *src_name, int32_t transpose);
 
+/* AutoAWQ int4 linears (prefix.qweight, .qzeros, .scales, layout in runtime/quantizer.h)
+ * to the engine's int4 layout (kernels/gemm_w4a16/gemm_w4a16.h): dst_prefix.qweight
+ * I32 [in / 8][sum of out slices] and dst_prefix.scales_zeros F16
+ * [in / group][sum of out slices][2], with the same fuse and split rules as
+ * tm_converter_linear (a row split needs in / tp to be a multiple of group_size).
+ * group_size must match the sources'.  Codes: TM_ERR_INVALID_ARG, TM_ERR_NOT_FOUND,
+ * TM_ERR_FORMAT, TM_ERR_NOMEM. */
+tm_status tm_converter_awq(tm_converter *conv, tm_weights *dst, const char *dst_prefix,
+                           const tm_weights *src, const char *const *src_prefixes, int32_t n_src,
+                           int32_t group_size, tm_split split, int32_t rank);
+
 /* ------------------------------------------------------------------ model -- */
 
 typedef enum tm_rope_type {
@@ -279,6 +290,14 @@ tm_status tm_context_eval(tm_context *ctx, const int32_t *tokens, int32_t n, flo
 /* Forgets all tokens. */
 void tm_context_reset(tm_context *ctx);
 int32_t tm_context_length(const tm_context *ctx);
+/*
+ * Copies the cached K and V (after RoPE, fp32) of tokens [start, start + n) of one
+ * layer: k and v are [n][kv_head_num][size_per_head].  The calibration observer
+ * (lua/tmrun/quant/kv_stats.lua) reads what a quantized cache would store.
+ * Codes: TM_ERR_INVALID_ARG (layer outside [0, num_layer), range outside
+ * [0, length), NULL buffers), TM_ERR_UNSUPPORTED (the cache is quantized).
+ */
+tm_status tm_context_kv_read(const tm_context *ctx, int32_t layer, int32_t start, int32_t n, float *k, float *v);
 
 /* -------------------------------------------------------------- tokenizer -- */
 
@@ -385,6 +404,82 @@ tm_sampling_params tm_sampling_default_params(void);
 /* Checks every field against the rule in its comment, for a vocabulary of vocab ids;
  * the message names the field and the rule.  Codes: TM_ERR_INVALID_ARG. */
 tm_status tm_sampling_params_check(const tm_sampling_params *p, int32_t vocab);
+
+/* quantizer-begin */
+/* -------------------------------------------------------------- quantizer -- */
+
+typedef struct tm_quantizer_params {
+    int32_t max_seq_len; /* longest calibration sample in tokens, [1, 1 << 20]; default 2048 */
+} tm_quantizer_params;
+
+/*
+ * tm_quantizer: calibration observers (docs/QUANTIZATION.md).  Each observed sample
+ * runs through the model's fp forward pass (a private fp KV cache; the model must
+ * use the cpu backend and a float KV cache) and adds to per-layer statistics: for
+ * the input of each linear site (attn_in: what q, k, v read; o_in; ffn_in: what
+ * gate, up read; down_in) per-channel min, max, mean, absmax, absmean and the Gram
+ * matrix X^T X over all tokens; for K and V after RoPE, per head and dim min, max,
+ * absmax.  The model must outlive the quantizer.  Threads: one at a time.
+ */
+typedef struct tm_quantizer tm_quantizer;
+
+tm_quantizer_params tm_quantizer_default_params(void);
+/* Codes: TM_ERR_INVALID_ARG, TM_ERR_UNSUPPORTED (not the cpu backend), TM_ERR_NOMEM. */
+tm_status tm_quantizer_create(tm_model *model, const tm_quantizer_params *params, tm_quantizer **out);
+void tm_quantizer_destroy(tm_quantizer *quantizer);
+
+/* Runs tokens[0, n) as one fresh sequence and adds its activations to the statistics.
+ * Codes: TM_ERR_INVALID_ARG (n outside [1, max_seq_len], a token outside the
+ * vocabulary), TM_ERR_NOMEM; a failure inside the forward poisons the quantizer. */
+tm_status tm_quantizer_observe(tm_quantizer *quantizer, const int32_t *tokens, int32_t n);
+/* Tokens observed so far. */
+int64_t tm_quantizer_tokens(const tm_quantizer *quantizer);
+
+/* Adds the statistics to dst as F32 tensors "layers.{L}.{site}.{stat}": sites attn_in,
+ * o_in, ffn_in, down_in with min, max, absmax, mean, absmean [cols] and gram
+ * [cols][cols]; sites k, v with min, max, absmax [kv_head_num][size_per_head].
+ * Codes: TM_ERR_STATE (nothing observed), TM_ERR_INVALID_ARG (a name already in dst),
+ * TM_ERR_NOMEM. */
+tm_status tm_quantizer_export(const tm_quantizer *quantizer, tm_weights *dst);
+
+/*
+ * AWQ scale search for one smoothing group: n_w linears w[i] ([outs[i]][in] fp32,
+ * HF layout) reading one input X whose Gram matrix is gram ([in][in], X^T X) and
+ * per-channel mean |x| is x_absmean ([in]).  For alpha = k / n_grid, k in [0, n_grid),
+ * s = x_absmean^alpha (normalised so max(s) min(s) = 1); the error is
+ * sum_i ||X' Q(W_i')^T - X W_i^T||^2 with W' = W diag(s), X' = X diag(1/s) and Q the
+ * group-wise asymmetric int4 of tm_awq_quantize, computed exactly from gram.  Writes the best s to scales ([in]) and, when errors is not NULL,
+ * each grid point's error to errors ([n_grid]).  num_threads 0: one per core.
+ * Codes: TM_ERR_INVALID_ARG (group not dividing in, n_w outside [1, 16], n_grid
+ * outside [1, 1000]), TM_ERR_NOMEM.
+ */
+tm_status tm_awq_search_scale(const float *gram, int64_t in, const float *x_absmean, const float *const *w,
+                              const int64_t *outs, int32_t n_w, int32_t group, int32_t n_grid, int32_t num_threads,
+                              float *scales, float *errors);
+
+/* AWQ clipping search: for each (output row, group) of w ([out][in] fp32), the range
+ * max|w| (1 - r / n_grid), r in [0, max_shrink n_grid], whose clamped int4
+ * quantization minimises the group's output error d^T G_gg d over the Gram block.
+ * Writes max_val ([out][in / group]), for tm_awq_quantize.  Codes: TM_ERR_INVALID_ARG,
+ * TM_ERR_NOMEM. */
+tm_status tm_awq_search_clip(const float *gram, int64_t in, const float *w, int64_t out, int32_t group,
+                             int32_t n_grid, float max_shrink, int32_t num_threads, float *max_val);
+
+/* Group-wise asymmetric int4 (scale = (max - min) / 15 in fp16, zero = round(-min /
+ * scale) in [0, 15], q = clamp(round(w / scale) + zero, 0, 15)) of w ([out][in] fp32),
+ * after clamping each group to [-max_val, max_val] when max_val ([out][in / group]) is
+ * not NULL; adds AutoAWQ's GEMM tensors prefix.qweight I32 [in][out / 8], prefix.qzeros
+ * I32 [in / group][out / 8] and prefix.scales F16 [in / group][out] to dst.  Codes:
+ * TM_ERR_INVALID_ARG (out not a multiple of 8, group not dividing in, a name already
+ * in dst), TM_ERR_NOMEM. */
+tm_status tm_awq_quantize(tm_weights *dst, const char *prefix, const float *w, int64_t out, int64_t in,
+                          int32_t group, const float *max_val);
+
+/* Decodes AutoAWQ's prefix.{qweight, qzeros, scales} from src to w ([out][in] fp32,
+ * w = (q - z) s).  Codes: TM_ERR_NOT_FOUND, TM_ERR_FORMAT (dtypes, shapes that
+ * disagree), TM_ERR_INVALID_ARG (out, in differ from the tensors'). */
+tm_status tm_awq_dequantize(const tm_weights *src, const char *prefix, int64_t out, int64_t in, float *w);
+/* quantizer-end */
 
 /* ------------------------------------------------------------- benchmarks -- */
 

@@ -1,0 +1,104 @@
+// paged_kv_cuda.h - the device copy of a batch's sequence metadata, shared by the
+// CUDA attention and kv_write kernels (internal to kernels/, included by .cu only).
+//
+// The caller's tmi_attn_seq array and block tables are host memory (the
+// scheduler's own); the kernels need them on the device, and kernels never
+// allocate, so they are packed into the start of ex->workspace:
+//   int32 meta[n_seq][4]   {q_start, q_len, kv_len, first block id's index in ids}
+//   int32 ids[total]       every sequence's block table, one after another
+// through a small host buffer on the stack, flushed with cudaMemcpyAsync on the
+// op's stream.  A copy from pageable memory has consumed its source when the call
+// returns, so the buffer can be refilled at once; it is not capturable in a CUDA
+// graph, which is why the engine will later build this once per step itself.
+#ifndef TMI_PAGED_KV_CUDA_H
+#define TMI_PAGED_KV_CUDA_H
+
+#include <cuda_runtime.h>
+
+extern "C" {
+#include "attention.h"
+}
+
+namespace tmi_kv_cuda {
+
+struct SeqMeta {
+    int32_t q_start, q_len, kv_len, bt_off;
+};
+
+inline int64_t blocks_of(const tmi_attn_seq *sq, int32_t block_len)
+{
+    return sq->kv_len > 0 ? ((int64_t)sq->kv_len + block_len - 1) / block_len : 0;
+}
+
+// Bytes of the packed metadata (rounded to 256 so what follows stays aligned).
+inline size_t meta_bytes(const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len)
+{
+    if (n_seq <= 0 || !seqs || block_len <= 0) return 0;
+    int64_t ints = 4 * (int64_t)n_seq;
+    for (int32_t s = 0; s < n_seq; s++) ints += blocks_of(&seqs[s], block_len);
+    return (size_t)((ints * 4 + 255) / 256 * 256);
+}
+
+class Packer {
+  public:
+    Packer(int32_t *dst, cudaStream_t stream) : dst_(dst), stream_(stream) {}
+    cudaError_t put(int32_t v)
+    {
+        buf_[n_++] = v;
+        return n_ == kBuf ? flush() : cudaSuccess;
+    }
+    cudaError_t flush()
+    {
+        if (n_ == 0) return cudaSuccess;
+        cudaError_t e = cudaMemcpyAsync(dst_, buf_, (size_t)n_ * sizeof(int32_t), cudaMemcpyHostToDevice, stream_);
+        dst_ += n_;
+        n_ = 0;
+        return e;
+    }
+
+  private:
+    static constexpr int kBuf = 2048; // 8 KiB of stack
+    int32_t buf_[kBuf];
+    int n_ = 0;
+    int32_t *dst_;
+    cudaStream_t stream_;
+};
+
+// Packs the metadata (already checked by tmi_kv_check_seqs) into ws.
+inline tm_status pack(const char *op, const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len, void *ws,
+                      cudaStream_t stream)
+{
+    Packer pk(static_cast<int32_t *>(ws), stream);
+    cudaError_t e = cudaSuccess;
+    int64_t off = 0;
+    for (int32_t s = 0; s < n_seq && e == cudaSuccess; s++) {
+        const tmi_attn_seq *sq = &seqs[s];
+        if ((e = pk.put(sq->q_start)) == cudaSuccess && (e = pk.put(sq->q_len)) == cudaSuccess &&
+            (e = pk.put(sq->kv_len)) == cudaSuccess)
+            e = pk.put((int32_t)off);
+        off += blocks_of(sq, block_len);
+    }
+    if (off > INT32_MAX) return tmi_fail(TM_ERR_UNSUPPORTED, "%s: more than 2^31 block ids in one batch", op);
+    for (int32_t s = 0; s < n_seq && e == cudaSuccess; s++) {
+        int64_t nb = blocks_of(&seqs[s], block_len);
+        for (int64_t b = 0; b < nb && e == cudaSuccess; b++) e = pk.put(seqs[s].block_table[b]);
+    }
+    if (e == cudaSuccess) e = pk.flush();
+    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "%s: copying the block tables failed: %s", op, cudaGetErrorString(e));
+    return TM_OK;
+}
+
+// Workspace check shared by both ops.
+inline tm_status check_workspace(const char *op, const tmi_exec *ex, size_t need)
+{
+    if (need && (!ex->workspace || ex->workspace_bytes < need))
+        return tmi_fail(TM_ERR_INVALID_ARG, "%s: workspace must hold %zu bytes (the _cuda_workspace size), got %zu", op,
+                        need, ex->workspace ? ex->workspace_bytes : (size_t)0);
+    if (((uintptr_t)ex->workspace & 15u) != 0)
+        return tmi_fail(TM_ERR_INVALID_ARG, "%s: workspace must be 16-byte aligned", op);
+    return TM_OK;
+}
+
+} // namespace tmi_kv_cuda
+
+#endif
