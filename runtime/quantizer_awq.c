@@ -15,6 +15,10 @@
 #include "quantizer.h"
 #include "threadpool.h"
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
 enum { MAX_GROUP_LINEARS = 16 };
 
 /* sum_o d_o^T G d_o for D [out][in], via U = D G (the CPU GEMM) and sum(U * D). */
@@ -136,6 +140,31 @@ tm_status tm_awq_search_scale(const float *gram, int64_t in, const float *x_absm
     return TM_OK;
 }
 
+/* sum x[i] y[i], i < n (n a multiple of 8: groups are multiples of 32). */
+static float dot(const float *x, const float *y, int32_t n)
+{
+#ifdef __AVX2__
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), acc1);
+    }
+    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc0);
+    __m256 acc = _mm256_add_ps(acc0, acc1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    float sum = _mm_cvtss_f32(h);
+    for (; i < n; i++) sum += x[i] * y[i];
+    return sum;
+#else
+    float sum = 0.0f;
+    for (int32_t i = 0; i < n; i++) sum += x[i] * y[i];
+    return sum;
+#endif
+}
+
 typedef struct clip_plan {
     const float *gram, *w;
     int64_t in, out;
@@ -164,11 +193,7 @@ static void clip_row(void *ctx, int64_t o, int thread)
             tmi_int4_quantize(wg, 1, g, g, &mv, NULL, NULL, NULL, deq);
             for (int32_t t = 0; t < g; t++) d[t] = deq[t] - wg[t];
             double e = 0.0;
-            for (int32_t a = 0; a < g; a++) {
-                float acc = 0.0f;
-                for (int32_t b = 0; b < g; b++) acc += G[a * p->in + b] * d[b];
-                e += (double)acc * d[a];
-            }
+            for (int32_t a = 0; a < g; a++) e += (double)dot(G + a * p->in, d, g) * d[a];
             if (e < best) {
                 best = e;
                 best_max = mv;

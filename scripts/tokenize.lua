@@ -1,22 +1,23 @@
 -- Tokenize JSON strings (one a line) to JSON id arrays, or decode id arrays (--decode).
 --
 --   tmrun tokenize.lua --tokenizer DIR_OR_FILE --jsonl FILE [--no-special] [--decode]
---   tmrun tokenize.lua --tokenizer DIR_OR_FILE --render-chat FILE [...]
+--   tmrun tokenize.lua --tokenizer DIR_OR_FILE --render-chat FILE.json [--add-generation-prompt]
 --
 -- Stable interface (tests and other tools parse it): every input line is one JSON
 -- value; every output line is one JSON value, formatted as JavaScript's
 -- JSON.stringify does, so the output compares byte for byte with the reference.
 -- --jsonl -: read stdin.  --no-special: no BOS/EOS added.  --decode: input lines
 -- are arrays of ids, output lines are strings.  --render-chat FILE: a JSON array of
--- conversations rendered by tmrun.templates.render_file (when that module is
--- installed) with the template of the tokenizer's folder; one JSON string a
--- conversation.
+-- conversations (each an array of {role, content}) rendered with the chat template of
+-- the tokenizer's folder (tmrun.templates.render_file); one JSON string a
+-- conversation.  --add-generation-prompt: end each with the assistant's opening.
 local cjson = require("cjson")
 local tokenizer = require("tmrun.tokenizer")
 
 local function usage(msg)
   io.stderr:write("tokenize.lua: ", msg, "\n",
-    "usage: tmrun tokenize.lua --tokenizer DIR_OR_FILE --jsonl FILE [--no-special] [--decode]\n")
+    "usage: tmrun tokenize.lua --tokenizer DIR_OR_FILE --jsonl FILE [--no-special] [--decode]\n",
+    "       tmrun tokenize.lua --tokenizer DIR_OR_FILE --render-chat FILE.json [--add-generation-prompt]\n")
   os.exit(2)
 end
 
@@ -34,6 +35,9 @@ local function parse_args(argv)
       i = i + 1
     elseif a == "--decode" then
       opts.decode = true
+      i = i + 1
+    elseif a == "--add-generation-prompt" then
+      opts.add_generation_prompt = true
       i = i + 1
     else
       usage("unknown argument " .. a)
@@ -73,7 +77,7 @@ local function main(argv)
     end
     local dir = opts.tokenizer
     if dir:match("%.json$") or dir:match("%.model$") then dir = dir:match("^(.*)/[^/]*$") or "." end
-    local rendered, rerr = templates.render_file(dir, opts.render_chat, true)
+    local rendered, rerr = templates.render_file(dir, opts.render_chat, opts.add_generation_prompt == true)
     if not rendered then
       io.stderr:write("tokenize.lua: ", tostring(rerr), "\n")
       os.exit(1)
