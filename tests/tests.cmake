@@ -44,9 +44,18 @@ foreach(spec ${TMRUN_LUA_SPECS})
     ENVIRONMENT "TMRUN_TEST_TMP=${CMAKE_BINARY_DIR}/test-tmp;TMRUN_BUILD_DIR=${CMAKE_BINARY_DIR}")
 endforeach()
 
+# End-to-end specs with real timing (a browser, a terminal, streams being cancelled)
+# run alone, so a loaded 2-core CI machine does not starve them.
+foreach(t lua.webchat_spec lua.serve_spec lua.chat_spec lua.http_spec)
+  if(TEST ${t})
+    set_tests_properties(${t} PROPERTIES RUN_SERIAL TRUE)
+  endif()
+endforeach()
+
 # The engine's C test under valgrind too (a short case: threads, cancel, shutdown).
 find_program(VALGRIND valgrind)
 if(VALGRIND AND NOT TMRUN_SANITIZE)
   add_test(NAME valgrind.test_engine
-    COMMAND ${VALGRIND} --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite -q $<TARGET_FILE:test_engine>)
+    COMMAND ${VALGRIND} --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite -q
+      --suppressions=${PROJECT_SOURCE_DIR}/tests/valgrind.supp $<TARGET_FILE:test_engine>)
 endif()

