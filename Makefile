@@ -23,7 +23,7 @@ test: build
 test-asan:
 	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DTMRUN_SANITIZE=ON -DTMRUN_CUDA=OFF >/dev/null
 	@cmake --build $(BUILD)-asan -j $(JOBS)
-	@cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+	@cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 ctest --output-on-failure -j $(JOBS)
 
 # Serves the embedded default model (models/tmrun-demo) on PORT (default 23333):
 # the chat page at /chat, the API docs at /docs.  MODEL=DIR serves another.

@@ -46,7 +46,9 @@ function M.new(opts)
   local owns_model = false
   if type(m) == "string" then
     local overrides = {}
-    for _, k in ipairs({ "session_len", "max_batch_size", "cache_max_entry_count", "cache_block_seq_len" }) do
+    for k, v in pairs(opts.overrides or {}) do overrides[k] = v end
+    for _, k in ipairs({ "session_len", "max_batch_size", "cache_max_entry_count", "cache_block_seq_len",
+      "quant_policy", "kv_cache_dtype", "kv_qparams" }) do
       if opts[k] ~= nil then overrides[k] = opts[k] end
     end
     m, err = model_mod.open(m, { backend = opts.backend, threads = opts.threads, overrides = overrides })
