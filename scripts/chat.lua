@@ -1,42 +1,23 @@
 -- Terminal chat with a model (stateful: only the new turn is sent each time).
 local args = require("tmrun.util.args")
-local engine_mod = require("tmrun.engine")
+local cli = require("tmrun.util.cli")
 
 local opts = args.parse(arg, {
   usage = "tmrun chat.lua [MODEL] [--chat-template NAME|FILE.lua|jinja] [--temperature T] [--top-p P] [--top-k K]",
   positional = { "model" },
-  options = {
+  options = cli.with_engine_options({
     ["chat-template"] = { type = "string", help = "a built-in name, a .lua template file, or jinja (the model's own)" },
     temperature = { type = "number", default = 0.8, min = 0, max = 100 },
     ["top-p"] = { type = "number", default = 0.95, min = 1e-9, max = 1 },
     ["top-k"] = { type = "int", default = 40, min = 0 },
     ["repetition-penalty"] = { type = "number", default = 1.05, min = 1e-9, max = 100 },
     ["max-new-tokens"] = { type = "int", default = 512, min = 1, max = 2 ^ 24 },
-    ["session-len"] = { type = "int", min = 1, help = "override session_len" },
     seed = { type = "int", min = 0, help = "sampling seed (default: from the clock)" },
     system = { type = "string", help = "a system prompt" },
-    backend = { type = "string", default = "cpu", choices = { "cpu", "cuda" } },
-    threads = { type = "int", default = 0, min = 0, max = 512 },
-  },
+  }),
 })
 
-local path, perr = require("tmrun.default_model").resolve(opts.model)
-if not path then
-  io.stderr:write("error: no MODEL given, and ", perr, "\n")
-  os.exit(2)
-end
-
-local eng, err = engine_mod.new({
-  model = path, backend = opts.backend, threads = opts.threads, session_len = opts.session_len, max_batch_size = 1,
-})
-if not eng then
-  io.stderr:write("error: ", err, "\n")
-  os.exit(1)
-end
-if not eng.tokenizer then
-  io.stderr:write("error: ", path, " has no tokenizer (tokenizer.json or tokenizer.model)\n")
-  os.exit(1)
-end
+local eng, path = cli.open_engine(opts, { max_batch_size = 1 })
 
 local ok, session = pcall(eng.session, eng, {
   template = opts.chat_template, system = opts.system,

@@ -12,6 +12,8 @@ local opts = args.parse(arg, {
     backend = { type = "string", default = "cpu", choices = { "cpu", "cuda" } },
     threads = { type = "int", default = 0, min = 0, max = 512, help = "CPU threads (0: one per core)" },
     ["session-len"] = { type = "int", min = 1, help = "override session_len" },
+    ["quant-policy"] = { type = "int", min = 0, max = 8, help = "KV cache: 0 fp, 4 int8, 8 int8" },
+    ["kv-cache-dtype"] = { type = "string", choices = { "fp16", "int8", "int4" }, help = "KV cache kind" },
   },
 })
 
@@ -26,7 +28,8 @@ for tok in opts.prompt_ids:gmatch("[^,%s]+") do
 end
 
 local m, err = model.open(opts.model, {
-  backend = opts.backend, threads = opts.threads, overrides = { session_len = opts.session_len },
+  backend = opts.backend, threads = opts.threads,
+  overrides = { session_len = opts.session_len, quant_policy = opts.quant_policy, kv_cache_dtype = opts.kv_cache_dtype },
 })
 if not m then
   io.stderr:write("error: ", err, "\n")

@@ -30,8 +30,11 @@ row() { # name, model, eval flags
   if [ "$name" = "bf16" ]; then agree="—"; else
     local kvflags=()
     for a in "$@"; do kvflags+=("$a"); done
-    agree=$($T scripts/quant_agreement.lua --ref $M --model "$model" "${kvflags[@]}" 2>/dev/null | tail -1 |
-      sed -n 's/.*"identical":\([0-9]*\).*"matching_prefix_fraction":\([0-9.e+-]*\).*/\1\/100, \2/p')
+    local line same frac
+    line=$($T scripts/quant_agreement.lua --ref $M --model "$model" "${kvflags[@]}" 2>/dev/null | tail -1)
+    same=$(echo "$line" | sed -n 's/.*"identical":\([0-9]*\).*/\1/p')
+    frac=$(echo "$line" | sed -n 's/.*"matching_prefix_fraction":\([0-9.e+-]*\).*/\1/p')
+    agree="$same/100, $frac"
   fi
   echo "| $name | $ppl | $agree |"
 }

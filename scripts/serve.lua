@@ -1,47 +1,33 @@
 -- OpenAI-compatible API server (and LMDeploy's interactive API, web chat, Swagger page).
 local args = require("tmrun.util.args")
-local engine_mod = require("tmrun.engine")
+local cli = require("tmrun.util.cli")
 local uv = require("luv")
 
 local opts = args.parse(arg, {
   usage = "tmrun serve.lua [MODEL] [--server-name 0.0.0.0] [--server-port 23333] [--instance-num 64] [--tp 1] "
     .. "[--model-name NAME] [--api-keys K1,K2] [--backend cpu|cuda]",
   positional = { "model" },
-  options = {
+  options = cli.with_engine_options({
     ["server-name"] = { type = "string", default = "0.0.0.0", help = "address to listen on" },
     ["server-port"] = { type = "int", default = 23333, min = 0, max = 65535, help = "port (0: any free port)" },
     ["instance-num"] = { type = "int", default = 64, min = 1, max = 4096, help = "max_batch_size: sequences decoded together" },
     tp = { type = "int", default = 1, min = 1, max = 1, help = "tensor-parallel ranks (the CPU backend runs 1)" },
     ["model-name"] = { type = "string", help = "the name clients ask for (default: config's model_name or the folder name)" },
     ["api-keys"] = { type = "string", help = "comma-separated keys; when set, /v1/* needs Authorization: Bearer KEY" },
-    backend = { type = "string", default = "cpu", choices = { "cpu", "cuda" } },
     ["chat-template"] = { type = "string", help = "a built-in name, a .lua file, or jinja (the model's own)" },
-    ["session-len"] = { type = "int", min = 1, help = "override session_len" },
     ["cache-max-entry-count"] = { type = "number", min = 0, help = "KV pool: fraction of free memory (<= 1) or blocks (> 1)" },
     ["cache-block-seq-len"] = { type = "int", min = 1, max = 4096, help = "tokens per KV block" },
     ["max-prefill-token-num"] = { type = "int", default = 8192, min = 1, help = "prompt tokens per step" },
     ["max-queue"] = { type = "int", default = 1024, min = 1, help = "queued requests before 503" },
     ["max-body-bytes"] = { type = "int", default = 8 * 1024 * 1024, min = 1024, help = "request body limit" },
     ["max-connections"] = { type = "int", default = 512, min = 1, help = "open connections limit" },
-    threads = { type = "int", default = 0, min = 0, max = 512, help = "CPU threads (0: one per core)" },
-  },
+  }),
 })
 
-local path, perr = require("tmrun.default_model").resolve(opts.model)
-if not path then
-  io.stderr:write("error: no MODEL given, and ", perr, "\n")
-  os.exit(2)
-end
-
-local eng, err = engine_mod.new({
-  model = path, backend = opts.backend, threads = opts.threads, max_batch_size = opts.instance_num,
-  session_len = opts.session_len, cache_max_entry_count = opts.cache_max_entry_count,
+local eng, path = cli.open_engine(opts, {
+  max_batch_size = opts.instance_num, cache_max_entry_count = opts.cache_max_entry_count,
   cache_block_seq_len = opts.cache_block_seq_len, max_prefill_token_num = opts.max_prefill_token_num,
 })
-if not eng then
-  io.stderr:write("error: ", err, "\n")
-  os.exit(1)
-end
 
 local name = opts.model_name
 if not name or name == "" then
