@@ -17,6 +17,7 @@ struct tm_context {
     int32_t len;
     int32_t block_len;
     int32_t *block_table; /* [n_blocks] = 0 .. n_blocks-1 */
+    int kv_on_device;     /* CUDA backend: kv is device memory */
     void *kv;             /* [n_blocks] blocks of tmi_model_kv_block_bytes, the model's kv kind
                              (attention.h has the layout) */
     tmi_kv_cache cache;
@@ -53,9 +54,14 @@ tm_status tm_context_create(tm_model *model, const tm_context_params *params, tm
     size_t kv_bytes = (size_t)n_blocks * (size_t)tmi_model_kv_block_bytes(model, p.block_len);
     int32_t cap = p.max_tokens < p.chunk_len ? p.max_tokens : p.chunk_len;
     c->block_table = malloc((size_t)n_blocks * sizeof(int32_t));
-    c->kv = malloc(kv_bytes);
     c->rows = malloc((size_t)cap * sizeof(int32_t));
+    c->kv_on_device = model->p.backend == TM_BACKEND_CUDA;
     tm_status s = TM_OK;
+    if (c->kv_on_device) {
+        if ((s = tmi_dev_alloc(&c->kv, kv_bytes))) goto err;
+    } else {
+        c->kv = malloc(kv_bytes);
+    }
     if (!c->block_table || !c->kv || !c->rows) {
         s = tmi_fail(TM_ERR_NOMEM, "tm_context_create: KV cache of %zu bytes: out of memory", kv_bytes);
         goto err;
@@ -77,7 +83,8 @@ void tm_context_destroy(tm_context *ctx)
     if (!ctx) return;
     tmi_fwd_buffers_free(&ctx->fb);
     free(ctx->block_table);
-    free(ctx->kv);
+    if (ctx->kv_on_device) tmi_dev_free(ctx->kv);
+    else free(ctx->kv);
     free(ctx->rows);
     free(ctx);
 }
@@ -132,6 +139,7 @@ tm_status tm_context_eval(tm_context *ctx, const int32_t *tokens, int32_t n, flo
 tm_status tm_context_kv_read(const tm_context *ctx, int32_t layer, int32_t start, int32_t n, float *k, float *v)
 {
     if (!ctx || !k || !v) return tmi_fail(TM_ERR_INVALID_ARG, "tm_context_kv_read: NULL argument");
+    if (ctx->kv_on_device) return tmi_fail(TM_ERR_UNSUPPORTED, "tm_context_kv_read: the KV cache is on the GPU");
     const tmi_kv_cache *c = &ctx->cache;
     if (c->dtype != TM_F32)
         return tmi_fail(TM_ERR_UNSUPPORTED, "tm_context_kv_read: needs a float KV cache (kv_dtype TM_KV_FP)");

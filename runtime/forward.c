@@ -22,6 +22,28 @@ static int64_t max3(int64_t a, int64_t b, int64_t c)
     return m > c ? m : c;
 }
 
+/* CUDA: activations and scratch in device memory; host pos / inv_freq stay. */
+static tm_status dev_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n)
+{
+    const tm_model_params *p = &m->p;
+    tm_status s;
+    fb->on_device = 1;
+    if ((s = tmi_dev_alloc((void **)&fb->x, n * p->hidden_size * sizeof(float))) ||
+        (s = tmi_dev_alloc((void **)&fb->h, n * p->hidden_size * sizeof(float))) ||
+        (s = tmi_dev_alloc((void **)&fb->qkv, n * qkv_cols(p) * sizeof(float))) ||
+        (s = tmi_dev_alloc((void **)&fb->attn, n * p->head_num * p->size_per_head * sizeof(float))) ||
+        (s = tmi_dev_alloc((void **)&fb->gate, n * p->inter_size * sizeof(float))) ||
+        (s = tmi_dev_alloc((void **)&fb->up, n * p->inter_size * sizeof(float))) ||
+        (s = tmi_dev_alloc((void **)&fb->dev.tokens, n * sizeof(int32_t))) ||
+        (s = tmi_dev_alloc((void **)&fb->dev.pos, n * sizeof(int32_t))) ||
+        (s = tmi_dev_alloc((void **)&fb->dev.inv_freq, (size_t)p->size_per_head / 2 * sizeof(float))) ||
+        (s = tmi_dev_alloc((void **)&fb->dev.logits, n * p->vocab_size * sizeof(float))) ||
+        (s = tmi_dev_blas_create(&fb->dev.blas)))
+        return s;
+    fb->workspace_bytes = tmi_dev_workspace(m, fb->cap_tok, fb->max_kv_len);
+    return tmi_dev_alloc(&fb->workspace, fb->workspace_bytes);
+}
+
 tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t cap_tok, int32_t max_kv_len)
 {
     const tm_model_params *p = &m->p;
@@ -33,14 +55,20 @@ tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t c
     size_t n = (size_t)cap_tok;
     fb->cap_tok = cap_tok;
     fb->max_kv_len = max_kv_len;
+    fb->pos = malloc(n * sizeof(int32_t));
+    fb->inv_freq = malloc((size_t)p->size_per_head / 2 * sizeof(float));
+    if (p->backend == TM_BACKEND_CUDA) {
+        if (!fb->pos || !fb->inv_freq) s = tmi_fail(TM_ERR_NOMEM, "forward buffers: out of memory");
+        else s = dev_buffers_init(fb, m, n);
+        if (s) tmi_fwd_buffers_free(fb);
+        return s;
+    }
     fb->x = malloc(n * p->hidden_size * sizeof(float));
     fb->h = malloc(n * p->hidden_size * sizeof(float));
     fb->qkv = malloc(n * qkv_cols(p) * sizeof(float));
     fb->attn = malloc(n * p->head_num * p->size_per_head * sizeof(float));
     fb->gate = malloc(n * p->inter_size * sizeof(float));
     fb->up = malloc(n * p->inter_size * sizeof(float));
-    fb->pos = malloc(n * sizeof(int32_t));
-    fb->inv_freq = malloc((size_t)p->size_per_head / 2 * sizeof(float));
     int64_t max_n = max3(qkv_cols(p), p->inter_size, p->vocab_size);
     int64_t max_k = max3(p->hidden_size, p->inter_size, (int64_t)p->head_num * p->size_per_head);
     size_t ws = tmi_gemm_cpu_workspace(cap_tok, max_n, max_k, threads);
@@ -57,15 +85,22 @@ tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t c
 
 void tmi_fwd_buffers_free(tmi_fwd_buffers *fb)
 {
-    free(fb->x);
-    free(fb->h);
-    free(fb->qkv);
-    free(fb->attn);
-    free(fb->gate);
-    free(fb->up);
+    if (fb->on_device) {
+        void *dev[] = {fb->x, fb->h, fb->qkv, fb->attn, fb->gate, fb->up, fb->workspace,
+                       fb->dev.tokens, fb->dev.pos, fb->dev.inv_freq, fb->dev.logits};
+        for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) tmi_dev_free(dev[i]);
+        tmi_dev_blas_destroy(fb->dev.blas);
+    } else {
+        free(fb->x);
+        free(fb->h);
+        free(fb->qkv);
+        free(fb->attn);
+        free(fb->gate);
+        free(fb->up);
+        free(fb->workspace);
+    }
     free(fb->pos);
     free(fb->inv_freq);
-    free(fb->workspace);
     tmi_pool_destroy(fb->pool);
     memset(fb, 0, sizeof *fb);
 }
@@ -115,7 +150,7 @@ static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_linear 
 static void observe(const tmi_fwd_buffers *fb, tmi_obs_site site, const float *x, int64_t ld, int64_t rows,
                     int64_t cols)
 {
-    if (fb->observer) fb->observer->fn(fb->observer->ctx, fb->layer, site, x, ld, rows, cols);
+    if (fb->observer && !fb->on_device) fb->observer->fn(fb->observer->ctx, fb->layer, site, x, ld, rows, cols);
 }
 
 static tm_status rmsnorm(const tm_model *m, const tmi_exec *ex, const tmi_vec *w, const float *x, float *out,
@@ -138,10 +173,18 @@ static tm_status rotary(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *
         const tmi_attn_seq *sq = &b->seqs[s];
         if (sq->q_len == 0) continue;
         tmi_rope_inv_freq(p, sq->kv_len, fb->inv_freq);
+        const float *inv_freq = fb->inv_freq;
+        const int32_t *pos = fb->pos;
+        if (fb->on_device) { /* the kernel reads device twins (pos was copied for the batch) */
+            tm_status cs = tmi_dev_copy(fb->dev.inv_freq, fb->inv_freq, (size_t)p->size_per_head / 2 * sizeof(float), 0);
+            if (cs) return cs;
+            inv_freq = fb->dev.inv_freq;
+            pos = fb->dev.pos;
+        }
         float *rows = fb->qkv + (int64_t)sq->q_start * ld;
         tmi_rope_args r = {
             .n_tok = sq->q_len, .n_head = p->head_num + p->kv_head_num, .head_dim = p->size_per_head,
-            .x = rows, .ld = ld, .pos = fb->pos + sq->q_start, .inv_freq = fb->inv_freq, .attn_factor = 1.0f,
+            .x = rows, .ld = ld, .pos = pos + sq->q_start, .inv_freq = inv_freq, .attn_factor = 1.0f,
         };
         tm_status st = m->ops->rope(ex, &r);
         if (st) return st;
@@ -198,11 +241,17 @@ static tm_status ffn_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffer
 static tm_status logits(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_batch *b)
 {
     int64_t d = m->p.hidden_size;
-    for (int32_t i = 0; i < b->n_logits; i++)
-        memcpy(fb->h + (int64_t)i * d, fb->x + (int64_t)b->logit_rows[i] * d, (size_t)d * sizeof(float));
-    tm_status s = rmsnorm(m, ex, &m->norm, fb->h, fb->h, b->n_logits);
-    if (s) return s;
-    return linear(m, ex, &m->output, fb->h, d, b->n_logits, b->logits, m->p.vocab_size, 0);
+    tm_status s;
+    for (int32_t i = 0; i < b->n_logits; i++) {
+        float *dst = fb->h + (int64_t)i * d;
+        const float *src = fb->x + (int64_t)b->logit_rows[i] * d;
+        if (!fb->on_device) memcpy(dst, src, (size_t)d * sizeof(float));
+        else if ((s = tmi_dev_copy(dst, src, (size_t)d * sizeof(float), 2))) return s;
+    }
+    if ((s = rmsnorm(m, ex, &m->norm, fb->h, fb->h, b->n_logits))) return s;
+    if (!fb->on_device) return linear(m, ex, &m->output, fb->h, d, b->n_logits, b->logits, m->p.vocab_size, 0);
+    if ((s = linear(m, ex, &m->output, fb->h, d, b->n_logits, fb->dev.logits, m->p.vocab_size, 0))) return s;
+    return tmi_dev_copy(b->logits, fb->dev.logits, (size_t)b->n_logits * m->p.vocab_size * sizeof(float), 1);
 }
 
 static tm_status check_batch(const tm_model *m, const tmi_fwd_buffers *fb, const tmi_batch *b)
@@ -234,14 +283,22 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
     if (s) return s;
     tmi_exec ex = {
         .backend = m->p.backend, .pool = fb->pool, .workspace = fb->workspace, .workspace_bytes = fb->workspace_bytes,
+        .blas = fb->dev.blas,
     };
     int64_t n = b->n_tok;
     for (int32_t sq = 0; sq < b->n_seq; sq++)
         for (int32_t t = 0; t < b->seqs[sq].q_len; t++)
             fb->pos[b->seqs[sq].q_start + t] = b->seqs[sq].kv_len - b->seqs[sq].q_len + t;
+    const int32_t *ids = b->tokens;
+    if (fb->on_device) {
+        if ((s = tmi_dev_copy(fb->dev.tokens, b->tokens, (size_t)n * sizeof(int32_t), 0)) ||
+            (s = tmi_dev_copy(fb->dev.pos, fb->pos, (size_t)n * sizeof(int32_t), 0)))
+            return s;
+        ids = fb->dev.tokens;
+    }
 
     tmi_embedding_args e = {
-        .n = n, .ids = b->tokens, .table = m->embed.data, .dtype = m->embed.dtype,
+        .n = n, .ids = ids, .table = m->embed.data, .dtype = m->embed.dtype,
         .vocab = m->p.vocab_size, .d = m->p.hidden_size, .out = fb->x, .ldo = m->p.hidden_size,
     };
     if ((s = m->ops->embedding(&ex, &e))) return s;

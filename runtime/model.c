@@ -222,6 +222,7 @@ tm_status tm_model_create(const tm_model_params *params, const tm_weights *weigh
     for (int i = 0; i < params->num_layer; i++)
         if ((s = bind_layer(m, i))) goto err;
     if ((s = tmi_model_bind_kv(m))) goto err;
+    if (params->backend == TM_BACKEND_CUDA && (s = tmi_model_upload(m))) goto err;
     *out = m;
     return TM_OK;
 err:
@@ -232,6 +233,7 @@ err:
 void tm_model_destroy(tm_model *model)
 {
     if (!model) return;
+    tmi_model_free_device(model);
     free(model->layers);
     free(model->kv_static);
     free(model);

@@ -64,6 +64,8 @@ struct tm_model {
     tm_dtype kv_dtype; /* the cache kind p.kv_dtype asks for: TM_F32, TM_I8 or TMI_KV_INT4 */
     float *kv_static;  /* [num_layer][4][kv_head_num] fp32 k_scale, k_zp, v_scale, v_zp for
                           kv_dtype's bit width; NULL: online params (or a float cache) */
+    void **dev;        /* CUDA: the device copies of the bound weights (model_cuda.c) */
+    int32_t n_dev, cap_dev;
 };
 
 /* One forward call: n_tok new tokens of n_seq sequences, rows grouped by sequence
@@ -96,6 +98,16 @@ typedef struct tmi_fwd_buffers {
     tmi_pool *pool;
     const tmi_observer *observer; /* NULL (the default): no calibration hooks */
     int32_t layer;                /* the layer being run, for the observer */
+    /* CUDA: x .. up and workspace are device memory; pos and inv_freq stay host
+     * arrays the forward fills, copied to these device twins each step */
+    int on_device;
+    struct {
+        int32_t *tokens;  /* [cap_tok] */
+        int32_t *pos;     /* [cap_tok] */
+        float *inv_freq;  /* [size_per_head / 2] */
+        float *logits;    /* [cap_tok][vocab] */
+        void *blas;       /* cublasHandle_t */
+    } dev;
 } tmi_fwd_buffers;
 
 tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t cap_tok, int32_t max_kv_len);
@@ -108,6 +120,16 @@ int64_t tmi_model_kv_block_bytes(const tm_model *m, int32_t block_len);
 
 /* Binds the static KV params (kv_static) as p.kv_dtype and p.kv_qparams ask (model_kv.c). */
 tm_status tmi_model_bind_kv(tm_model *m);
+
+/* model_cuda.c: weights to the device at create, device memory for the buffers. */
+tm_status tmi_model_upload(tm_model *m);
+void tmi_model_free_device(tm_model *m);
+tm_status tmi_dev_alloc(void **ptr, size_t bytes);
+void tmi_dev_free(void *ptr);
+tm_status tmi_dev_copy(void *dst, const void *src, size_t bytes, int kind); /* 0 H2D, 1 D2H, 2 D2D */
+tm_status tmi_dev_blas_create(void **blas);
+void tmi_dev_blas_destroy(void *blas);
+size_t tmi_dev_workspace(const tm_model *m, int32_t cap_tok, int32_t max_kv_len);
 
 /* Runs the batch; cache.layer_offset and cache.qparams are ignored (set per layer). */
 tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache);

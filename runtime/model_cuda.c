@@ -1,0 +1,131 @@
+/* model_cuda.c - the CUDA backend's memory for a model and its forward buffers:
+ * weights uploaded once at model create, activations and scratch in device memory,
+ * and the few host arrays the forward computes (token ids, positions, RoPE
+ * frequencies) copied over per step.  Without CUDA these report TM_ERR_UNSUPPORTED. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "model.h"
+
+#ifdef TMRUN_HAVE_CUDA
+#include "cuda/cuda_runtime.h"
+
+static size_t dtype_bytes(tm_dtype d) { return tm_dtype_size(d); }
+
+/* Copies n bytes of host data to a new device allocation recorded in the model. */
+static tm_status upload(tm_model *m, const void **ptr, size_t bytes)
+{
+    if (!*ptr || bytes == 0) return TM_OK;
+    if (m->n_dev == m->cap_dev) {
+        int32_t cap = m->cap_dev ? m->cap_dev * 2 : 64;
+        void **grown = realloc(m->dev, (size_t)cap * sizeof *grown);
+        if (!grown) return tmi_fail(TM_ERR_NOMEM, "model upload: out of memory");
+        m->dev = grown;
+        m->cap_dev = cap;
+    }
+    void *d = NULL;
+    tm_status s = tmi_cuda_malloc(&d, bytes);
+    if (s) return s;
+    m->dev[m->n_dev++] = d;
+    if ((s = tmi_cuda_memcpy(d, *ptr, bytes, 0))) return s;
+    *ptr = d;
+    return TM_OK;
+}
+
+static tm_status upload_vec(tm_model *m, tmi_vec *v, int64_t n)
+{
+    return upload(m, &v->data, (size_t)n * dtype_bytes(v->dtype));
+}
+
+static tm_status upload_linear(tm_model *m, tmi_linear *l)
+{
+    if (l->qweight) return tmi_fail(TM_ERR_UNSUPPORTED, "the CUDA backend has no int4 (W4A16) GEMM yet");
+    tm_status s = upload(m, &l->w, (size_t)(l->in * l->out) * dtype_bytes(l->dtype));
+    if (s) return s;
+    return upload(m, &l->bias, (size_t)l->out * dtype_bytes(l->bias_dtype));
+}
+
+tm_status tmi_model_upload(tm_model *m)
+{
+    const tm_model_params *p = &m->p;
+    if (m->kv_dtype != TM_F32)
+        return tmi_fail(TM_ERR_UNSUPPORTED, "the CUDA backend has no quantized KV cache yet (use quant_policy 0)");
+    if (tmi_cuda_device_count() == 0) return tmi_fail(TM_ERR_DEVICE, "backend cuda: no CUDA device is visible");
+    tm_status s;
+    if ((s = upload(m, &m->embed.data, (size_t)p->vocab_size * p->hidden_size * dtype_bytes(m->embed.dtype))))
+        return s;
+    if ((s = upload_vec(m, &m->norm, p->hidden_size))) return s;
+    if ((s = upload_linear(m, &m->output))) return s;
+    for (int32_t i = 0; i < p->num_layer; i++) {
+        tmi_layer *L = &m->layers[i];
+        if ((s = upload_vec(m, &L->attn_norm, p->hidden_size)) || (s = upload_linear(m, &L->qkv)) ||
+            (s = upload_linear(m, &L->wo)) || (s = upload_vec(m, &L->ffn_norm, p->hidden_size)) ||
+            (s = upload_linear(m, &L->w1)) || (s = upload_linear(m, &L->w3)) || (s = upload_linear(m, &L->w2)))
+            return s;
+    }
+    return TM_OK;
+}
+
+void tmi_model_free_device(tm_model *m)
+{
+    for (int32_t i = 0; i < m->n_dev; i++) tmi_cuda_free(m->dev[i]);
+    free(m->dev);
+    m->dev = NULL;
+    m->n_dev = m->cap_dev = 0;
+}
+
+tm_status tmi_dev_alloc(void **ptr, size_t bytes) { return tmi_cuda_malloc(ptr, bytes); }
+void tmi_dev_free(void *ptr) { tmi_cuda_free(ptr); }
+tm_status tmi_dev_copy(void *dst, const void *src, size_t bytes, int kind) { return tmi_cuda_memcpy(dst, src, bytes, kind); }
+tm_status tmi_dev_blas_create(void **blas) { return tmi_gemm_cuda_blas_create(blas); }
+void tmi_dev_blas_destroy(void *blas) { tmi_gemm_cuda_blas_destroy(blas); }
+size_t tmi_dev_workspace(const tm_model *m, int32_t cap_tok, int32_t max_kv_len)
+{
+    const tm_model_params *p = &m->p;
+    int64_t max_k = p->hidden_size > p->inter_size ? p->hidden_size : p->inter_size;
+    size_t gemm = tmi_gemm_cuda_workspace(cap_tok, max_k, TM_F16);
+    /* the paged-attention metadata of one sequence of max_kv_len tokens in blocks of
+     * one token is the most a context's batch can need */
+    int32_t *table = calloc((size_t)max_kv_len, sizeof(int32_t));
+    size_t meta = 1 << 16;
+    if (table) {
+        tmi_attn_seq seq = {.q_start = 0, .q_len = cap_tok < max_kv_len ? cap_tok : max_kv_len,
+                            .kv_len = max_kv_len, .block_table = table};
+        size_t a = tmi_attention_cuda_workspace(&seq, 1, 1), k = tmi_kv_write_cuda_workspace(&seq, 1, 1);
+        meta += a > k ? a : k;
+        free(table);
+    }
+    return gemm > meta ? gemm : meta;
+}
+#else
+tm_status tmi_model_upload(tm_model *m)
+{
+    (void)m;
+    return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend (nvcc was not found)");
+}
+void tmi_model_free_device(tm_model *m) { (void)m; }
+tm_status tmi_dev_alloc(void **ptr, size_t bytes)
+{
+    (void)ptr;
+    (void)bytes;
+    return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
+}
+void tmi_dev_free(void *ptr) { (void)ptr; }
+tm_status tmi_dev_copy(void *dst, const void *src, size_t bytes, int kind)
+{
+    (void)dst, (void)src, (void)bytes, (void)kind;
+    return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
+}
+tm_status tmi_dev_blas_create(void **blas)
+{
+    (void)blas;
+    return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
+}
+void tmi_dev_blas_destroy(void *blas) { (void)blas; }
+size_t tmi_dev_workspace(const tm_model *m, int32_t cap_tok, int32_t max_kv_len)
+{
+    (void)m, (void)cap_tok, (void)max_kv_len;
+    return 0;
+}
+#endif
