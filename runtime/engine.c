@@ -78,7 +78,8 @@ static tm_status size_pool(tm_engine *e, int32_t *n_blocks)
     if (p->cache_max_entry_count > 1.0) {
         n = (int64_t)p->cache_max_entry_count;
     } else {
-        n = (int64_t)(mem_available() * p->cache_max_entry_count / (double)block_bytes);
+        double avail = e->model->p.backend == TM_BACKEND_CUDA ? tmi_dev_mem_free() : mem_available();
+        n = (int64_t)(avail * p->cache_max_entry_count / (double)block_bytes);
     }
     if (n < min_blocks) n = min_blocks; /* a request that fits session_len must always fit the pool */
     if (n > (1 << 30)) n = 1 << 30;
@@ -95,7 +96,11 @@ static tm_status alloc_state(tm_engine *e)
     if (s) return s;
     if ((s = tmi_blocks_init(&e->pool, n_blocks))) return s;
     size_t bytes = (size_t)n_blocks * (size_t)tmi_model_kv_block_bytes(e->model, p->cache_block_seq_len);
-    e->kv = malloc(bytes);
+    if (e->model->p.backend == TM_BACKEND_CUDA) {
+        if ((s = tmi_dev_alloc(&e->kv, bytes))) return s;
+    } else {
+        e->kv = malloc(bytes);
+    }
     if (!e->kv) return tmi_fail(TM_ERR_NOMEM, "KV cache of %d blocks (%zu MB): out of memory", n_blocks,
                                 bytes >> 20);
     e->cache = tmi_model_kv_layout(e->model, p->cache_block_seq_len);
@@ -171,8 +176,6 @@ tm_status tm_engine_create(tm_model *model, const tm_engine_params *params, tm_e
     if (p.session_len == 0) p.session_len = model->p.max_position_embeddings;
     tm_status s = check_params(&p, model);
     if (s) return s;
-    if (model->p.backend != TM_BACKEND_CPU)
-        return tmi_fail(TM_ERR_UNSUPPORTED, "the engine runs on the CPU backend in this build");
     tm_engine *e = calloc(1, sizeof *e);
     if (!e) return tmi_fail(TM_ERR_NOMEM, "tm_engine_create: out of memory");
     e->model = model;
@@ -217,7 +220,8 @@ void tm_engine_destroy(tm_engine *engine)
     }
     tmi_fwd_buffers_free(&e->fb);
     tmi_blocks_free_all(&e->pool);
-    free(e->kv);
+    if (e->model && e->model->p.backend == TM_BACKEND_CUDA) tmi_dev_free(e->kv);
+    else free(e->kv);
     free(e->running);
     free(e->waiting);
     free(e->sessions.buckets);

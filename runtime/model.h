@@ -126,6 +126,7 @@ tm_status tmi_model_upload(tm_model *m);
 void tmi_model_free_device(tm_model *m);
 tm_status tmi_dev_alloc(void **ptr, size_t bytes);
 void tmi_dev_free(void *ptr);
+double tmi_dev_mem_free(void); /* free device memory in bytes (0 without CUDA) */
 tm_status tmi_dev_copy(void *dst, const void *src, size_t bytes, int kind); /* 0 H2D, 1 D2H, 2 D2D */
 tm_status tmi_dev_blas_create(void **blas);
 void tmi_dev_blas_destroy(void *blas);

@@ -76,6 +76,7 @@ void tmi_model_free_device(tm_model *m)
 }
 
 tm_status tmi_dev_alloc(void **ptr, size_t bytes) { return tmi_cuda_malloc(ptr, bytes); }
+double tmi_dev_mem_free(void) { return (double)tmi_cuda_mem_free(); }
 void tmi_dev_free(void *ptr) { tmi_cuda_free(ptr); }
 tm_status tmi_dev_copy(void *dst, const void *src, size_t bytes, int kind) { return tmi_cuda_memcpy(dst, src, bytes, kind); }
 tm_status tmi_dev_blas_create(void **blas) { return tmi_gemm_cuda_blas_create(blas); }
@@ -85,15 +86,15 @@ size_t tmi_dev_workspace(const tm_model *m, int32_t cap_tok, int32_t max_kv_len)
     const tm_model_params *p = &m->p;
     int64_t max_k = p->hidden_size > p->inter_size ? p->hidden_size : p->inter_size;
     size_t gemm = tmi_gemm_cuda_workspace(cap_tok, max_k, TM_F16);
-    /* the paged-attention metadata of one sequence of max_kv_len tokens in blocks of
-     * one token is the most a context's batch can need */
+    /* paged-attention metadata: at most one sequence per row, each at most
+     * max_kv_len tokens in blocks of one token (a bound, not a tight size) */
     int32_t *table = calloc((size_t)max_kv_len, sizeof(int32_t));
     size_t meta = 1 << 16;
     if (table) {
-        tmi_attn_seq seq = {.q_start = 0, .q_len = cap_tok < max_kv_len ? cap_tok : max_kv_len,
-                            .kv_len = max_kv_len, .block_table = table};
+        tmi_attn_seq seq = {.q_start = 0, .q_len = 1, .kv_len = max_kv_len, .block_table = table};
         size_t a = tmi_attention_cuda_workspace(&seq, 1, 1), k = tmi_kv_write_cuda_workspace(&seq, 1, 1);
-        meta += a > k ? a : k;
+        size_t n_seq = (size_t)(cap_tok < 4096 ? cap_tok : 4096);
+        meta += (a > k ? a : k) * n_seq;
         free(table);
     }
     return gemm > meta ? gemm : meta;
@@ -112,6 +113,7 @@ tm_status tmi_dev_alloc(void **ptr, size_t bytes)
     return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
 }
 void tmi_dev_free(void *ptr) { (void)ptr; }
+double tmi_dev_mem_free(void) { return 0; }
 tm_status tmi_dev_copy(void *dst, const void *src, size_t bytes, int kind)
 {
     (void)dst, (void)src, (void)bytes, (void)kind;

@@ -13,6 +13,7 @@ local opts = args.parse(arg, {
     prompt = { type = "int", default = 16, min = 1, max = 4096, help = "prompt tokens per request" },
     output = { type = "int", default = 32, min = 1, max = 4096, help = "output tokens per request (ignore_eos)" },
     threads = { type = "int", default = 0, min = 0, max = 512 },
+    backend = { type = "string", default = "cpu", choices = { "cpu", "cuda" } },
   },
 })
 
@@ -22,14 +23,15 @@ local batches = {}
 for b in opts.batches:gmatch("%d+") do batches[#batches + 1] = tonumber(b) end
 local max_batch = math.max(unpack(batches))
 local session_len = opts.prompt + opts.output + 1
-local m = rm.open(opts.preset, { dtype = opts.dtype, threads = opts.threads, session_len = session_len })
+local m = rm.open(opts.preset, { dtype = opts.dtype, threads = opts.threads, session_len = session_len,
+  backend = opts.backend })
 local eng = assert(engine_mod.new({
   model = m, max_batch_size = max_batch, session_len = session_len, cache_block_seq_len = 64,
   cache_max_entry_count = max_batch * math.ceil(session_len / 64) + 1, tokenizer = false,
 }))
 
-print(string.format("# tmrun bench_engine: random %s (%.1fM params, %s), %d prompt + %d output tokens, %s",
-  opts.preset, m:param_count() / 1e6, opts.dtype, opts.prompt, opts.output, uv.cpu_info()[1].model))
+print(string.format("# tmrun bench_engine: random %s (%.1fM params, %s), %d prompt + %d output tokens, backend %s, %s",
+  opts.preset, m:param_count() / 1e6, opts.dtype, opts.prompt, opts.output, opts.backend, uv.cpu_info()[1].model))
 print()
 print("| batch | output tok/s | wall s | steps | schedule µs/step | forward ms/step | sample µs/step |")
 print("|---|---|---|---|---|---|---|")

@@ -40,3 +40,13 @@ extern "C" tm_status tmi_cuda_sync(void)
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "cudaDeviceSynchronize: %s", cudaGetErrorString(e));
     return TM_OK;
 }
+
+extern "C" size_t tmi_cuda_mem_free(void)
+{
+    size_t free_b = 0, total = 0;
+    if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return free_b;
+}

@@ -18,6 +18,8 @@ void tmi_cuda_free(void *ptr);
 /* kind: 0 host->device, 1 device->host, 2 device->device; synchronous. */
 tm_status tmi_cuda_memcpy(void *dst, const void *src, size_t bytes, int kind);
 tm_status tmi_cuda_sync(void);
+/* Free device memory in bytes (cudaMemGetInfo), 0 on error. */
+size_t tmi_cuda_mem_free(void);
 
 #ifdef __cplusplus
 }

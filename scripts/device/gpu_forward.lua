@@ -77,6 +77,31 @@ if gpu then
   local r = assert(eval.perplexity(gpu, all, { seqlen = 512, stride = 512, max_windows = 4 }))
   report(math.abs(r.ppl - 120.547312) / 120.547312 < 5e-3,
     "demo ppl (4 windows) cuda %.6f vs transformers fp32 120.547312 (%.1f s)", r.ppl, os.clock() - t0)
+  -- the engine (continuous batching) on the GPU: 16 requests at once against one at a time
+  local engine = require("tmrun.engine")
+  local eng = assert(engine.new({ model = gpu, max_batch_size = 16, cache_max_entry_count = 256, tokenizer = false }))
+  local prompts, alone = {}, {}
+  for i = 1, 16 do
+    local p = {}
+    for t = 1, 8 + i do p[t] = (i * 131 + t * 17) % 8000 + 3 end
+    prompts[i] = p
+    alone[i] = assert(gpu:greedy(p, 24, { ignore_eos = true }))
+  end
+  local te = os.clock()
+  local outs = assert(eng:generate(prompts, { max_new_tokens = 24, ignore_eos = true }))
+  local same, total = 0, 0
+  for i = 1, 16 do
+    for t = 1, 24 do
+      total = total + 1
+      if outs[i].ids[t] == alone[i][t] then same = same + 1 end
+    end
+  end
+  report(same >= 0.9 * total, "engine on cuda: 16 batched requests, %d/%d tokens equal to one-at-a-time (%.2f s)", same,
+    total, os.clock() - te)
+  local st = eng:stats()
+  print(string.format("INFO engine steps %d, forward %.3f s, sample %.3f s, schedule %.1f us/step", st.steps,
+    st.forward_seconds, st.sample_seconds, st.schedule_seconds / math.max(1, st.steps) * 1e6))
+  eng:close()
   gpu:close()
 else
   report(false, "demo open on cuda: %s", select(2, model.open(demo, { backend = "cuda" })))
