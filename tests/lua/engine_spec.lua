@@ -128,12 +128,13 @@ describe("engine", function()
   it("completes every request when the pool is too small for all (preemption)", function()
     local eng = engine({ max_batch_size = 16, cache_max_entry_count = 2, cache_block_seq_len = 8, session_len = 64 })
     local r = rng(5)
-    local reqs, want = {}, {}
+    local reqs, want, prompts, lens = {}, {}, {}, {}
     for i = 1, 16 do
-      local p, n = ids_of(r(10, 30), r), r(10, 30)
-      want[i] = alone(p, n)
-      reqs[i] = assert(eng:submit(p, { max_new_tokens = n, ignore_eos = true }))
+      prompts[i], lens[i] = ids_of(r(10, 30), r), r(10, 30)
+      want[i] = alone(prompts[i], lens[i])
     end
+    -- all at once, so they compete for the 8 blocks
+    for i = 1, 16 do reqs[i] = assert(eng:submit(prompts[i], { max_new_tokens = lens[i], ignore_eos = true })) end
     for i = 1, 16 do assert.is_true(same(want[i], reqs[i]:collect().ids), "request " .. i) end
     local st = settled(eng)
     assert.are.equal(8, st.blocks_total) -- raised to one session_len sequence
@@ -254,12 +255,17 @@ describe("engine", function()
     -- the session survives the refused turn
     local ok = assert(eng:generate({ 5 }, { session_id = 9, interactive = true, max_new_tokens = 2, ignore_eos = true }))
     assert.are.equal(2, #ok.ids)
-    local a = assert(eng:submit({ 1, 2 }, { session_id = 10, interactive = true, max_new_tokens = 30, ignore_eos = true }))
+    eng:close()
+    -- a second request while the session's turn is running: refused, the turn goes on
+    eng = engine({ max_batch_size = 2, cache_max_entry_count = 64, session_len = 1024 })
+    local a = assert(eng:submit({ 1, 2 }, { session_id = 10, interactive = true, max_new_tokens = 1000, ignore_eos = true }))
+    local got = 0
+    for _, ev in ipairs(a:events(-1)) do if ev.kind == "token" then got = got + 1 end end -- a is running
     local b = assert(eng:submit({ 3 }, { session_id = 10, interactive = true, max_new_tokens = 2 }))
     local rb = b:collect()
     assert.are.equal("error", rb.finish_reason)
-    assert.truthy(rb.outputs[1].error:find("busy", 1, true))
-    assert.are.equal(30, #a:collect().ids)
+    assert.truthy((rb.outputs[1].error or ""):find("busy", 1, true), tostring(rb.outputs[1].error))
+    assert.are.equal(1000, got + #a:collect().ids)
     eng:close()
   end)
 
