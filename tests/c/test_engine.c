@@ -59,6 +59,9 @@ static void build_model(void)
     p.inter_size = INTER;
     p.max_position_embeddings = 128;
     p.num_threads = 2;
+    /* TMRUN_TEST_BACKEND=cuda runs the same checks on the GPU (scripts/device/gpu_forward.sh) */
+    const char *backend = getenv("TMRUN_TEST_BACKEND");
+    if (backend && strcmp(backend, "cuda") == 0) p.backend = TM_BACKEND_CUDA;
     CHECK_STATUS(tm_model_create(&p, weights, &model), TM_OK);
 }
 
@@ -231,6 +234,7 @@ static void test_bad_params(void)
 int main(void)
 {
     build_model();
+    if (!model) return tt_finish();
     RUN(test_batch_cancel_and_pressure);
     RUN(test_sessions_and_shutdown);
     RUN(test_bad_params);
