@@ -117,6 +117,18 @@ static inline void row_params(const tmi_kv_cache *c, int32_t block, int32_t g, i
     memcpy(sz, (const char *)c->base + off, 2 * sizeof(float));
 }
 
+/* scores[i] = exp(scores[i] - mx) in place; returns their sum (softmax numerator). */
+static float exp_shifted(float *scores, int32_t n, float mx)
+{
+    float sum = 0.0f;
+    for (int32_t i = 0; i < n; i++) {
+        float e = expf(scores[i] - mx);
+        scores[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
 /* attend_row over a quantized cache.  With k = code*ks + kz the score is
  * ks * (q . code) + kz * sum(q); with v = code*vs + vz the output is
  * sum_j w_j vs_j code_j + sum_j w_j vz_j, the second term the same for every
@@ -143,12 +155,7 @@ static void attend_row_quant(const attn_job *job, const tmi_attn_seq *sq, int32_
         scores[j - j0] = s;
         if (s > mx) mx = s;
     }
-    float sum = 0.0f;
-    for (int32_t j = j0; j <= p; j++) {
-        float e = expf(scores[j - j0] - mx);
-        scores[j - j0] = e;
-        sum += e;
-    }
+    float sum = exp_shifted(scores, p - j0 + 1, mx);
     /* q is fully read by now (qsum too), so out may share its storage */
     for (int32_t i = 0; i < d; i++) out[i] = 0.0f;
     float zacc = 0.0f;
@@ -186,12 +193,7 @@ static void attend_row(const attn_job *job, const tmi_attn_seq *sq, int32_t t, i
         scores[j - j0] = s;
         if (s > mx) mx = s;
     }
-    float sum = 0.0f;
-    for (int32_t j = j0; j <= p; j++) {
-        float e = expf(scores[j - j0] - mx);
-        scores[j - j0] = e;
-        sum += e;
-    }
+    float sum = exp_shifted(scores, p - j0 + 1, mx);
     /* q is fully read by now, so out may share its storage */
     for (int32_t i = 0; i < d; i++) out[i] = 0.0f;
     for (int32_t j = j0; j <= p; j++) {
