@@ -101,6 +101,16 @@ static inline float tmi_load_f32(const void *p, tm_dtype dtype, int64_t i)
     }
 }
 
+/* Stores v as element i of an F32, F16 or BF16 array (round to nearest even). */
+static inline void tmi_store_f32(void *p, tm_dtype dtype, int64_t i, float v)
+{
+    switch (dtype) {
+    case TM_F16: ((uint16_t *)p)[i] = tmi_f32_to_f16(v); break;
+    case TM_BF16: ((uint16_t *)p)[i] = tmi_f32_to_bf16(v); break;
+    default: ((float *)p)[i] = v; break;
+    }
+}
+
 static inline int tmi_is_float_dtype(tm_dtype d) { return d == TM_F32 || d == TM_F16 || d == TM_BF16; }
 
 #endif

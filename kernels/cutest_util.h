@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kernels/common.h"
 #include "runtime/cuda/cuda_runtime.h"
 
 static inline void cu_fill_nan(float *x, int64_t n)
@@ -42,6 +43,24 @@ static inline double cu_rel_err(const float *got, const float *ref, int64_t rows
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++) {
             double g = got[i * ld + j], r = ref[i * ld + j];
+            if (isnan(g) || isinf(g)) return INFINITY;
+            e2 += (g - r) * (g - r);
+            r2 += r * r;
+        }
+    return r2 > 0 ? sqrt(e2 / r2) : sqrt(e2);
+}
+
+/* The same over 16-bit (F16 or BF16) matrices; an all-ones pattern (0xffff, a NaN
+ * in both: the poison) or any other NaN in got makes it infinite. */
+static inline double cu_rel_err16(const uint16_t *got, const uint16_t *ref, tm_dtype dt, int64_t rows, int64_t cols,
+                                  int64_t ld)
+{
+    double e2 = 0, r2 = 0;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            uint16_t gb = got[i * ld + j], rb = ref[i * ld + j];
+            double g = dt == TM_F16 ? tmi_f16_to_f32(gb) : tmi_bf16_to_f32(gb);
+            double r = dt == TM_F16 ? tmi_f16_to_f32(rb) : tmi_bf16_to_f32(rb);
             if (isnan(g) || isinf(g)) return INFINITY;
             e2 += (g - r) * (g - r);
             r2 += r * r;

@@ -193,26 +193,34 @@ static tm_status bind_layer(tm_model *m, int i)
     return TM_OK;
 }
 
-tm_status tm_model_create(const tm_model_params *params, const tm_weights *weights, tm_model **out)
+tm_status tmi_model_new(const tm_model_params *params, tm_model **out)
 {
-    if (!params || !weights || !out) return tmi_fail(TM_ERR_INVALID_ARG, "tm_model_create: NULL argument");
     tm_status s = check_params(params);
     if (s) return s;
     const tmi_ops *ops = tmi_ops_get(params->backend);
     if (!ops || !ops->gemm || !ops->attention || !ops->rope || !ops->kv_write || !ops->embedding)
         return tmi_fail(TM_ERR_UNSUPPORTED, "backend %s: the full forward pass is not available in this build",
                         params->backend == TM_BACKEND_CUDA ? "cuda" : "cpu");
-
     tm_model *m = calloc(1, sizeof *m);
     if (!m) return tmi_fail(TM_ERR_NOMEM, "tm_model_create: out of memory");
     m->p = *params;
     m->ops = ops;
-    m->weights = weights;
     m->layers = calloc((size_t)params->num_layer, sizeof *m->layers);
     if (!m->layers) {
-        s = tmi_fail(TM_ERR_NOMEM, "tm_model_create: out of memory");
-        goto err;
+        tm_model_destroy(m);
+        return tmi_fail(TM_ERR_NOMEM, "tm_model_create: out of memory");
     }
+    *out = m;
+    return TM_OK;
+}
+
+tm_status tm_model_create(const tm_model_params *params, const tm_weights *weights, tm_model **out)
+{
+    if (!params || !weights || !out) return tmi_fail(TM_ERR_INVALID_ARG, "tm_model_create: NULL argument");
+    tm_model *m;
+    tm_status s = tmi_model_new(params, &m);
+    if (s) return s;
+    m->weights = weights;
     if ((s = bind(weights, "tok_embeddings.weight", 2, params->vocab_size, params->hidden_size, &m->embed.data,
                   &m->embed.dtype)))
         goto err;
@@ -234,9 +242,33 @@ void tm_model_destroy(tm_model *model)
 {
     if (!model) return;
     tmi_model_free_device(model);
+    for (int32_t i = 0; i < model->n_owned; i++) free(model->owned[i]);
+    free(model->owned);
     free(model->layers);
     free(model->kv_static);
     free(model);
+}
+
+static int64_t linear_bytes(const tmi_linear *l)
+{
+    int64_t b = l->bias ? l->out * (int64_t)tm_dtype_size(l->bias_dtype) : 0;
+    if (l->qweight) return b + l->in / 8 * l->out * 4 + l->in / l->group * l->out * 4;
+    return b + (l->w ? l->in * l->out * (int64_t)tm_dtype_size(l->dtype) : 0);
+}
+
+int64_t tm_model_weight_bytes(const tm_model *model)
+{
+    if (!model) return 0;
+    const tm_model_params *p = &model->p;
+    int64_t vec = p->hidden_size * (int64_t)tm_dtype_size(model->norm.dtype);
+    int64_t b = (int64_t)p->vocab_size * p->hidden_size * (int64_t)tm_dtype_size(model->embed.dtype) + vec +
+                linear_bytes(&model->output);
+    for (int32_t i = 0; i < p->num_layer; i++) {
+        const tmi_layer *L = &model->layers[i];
+        b += 2 * vec + linear_bytes(&L->qkv) + linear_bytes(&L->wo) + linear_bytes(&L->w2);
+        b += L->w13.w ? linear_bytes(&L->w13) : linear_bytes(&L->w1) + linear_bytes(&L->w3);
+    }
+    return b;
 }
 
 int64_t tm_model_param_count(const tm_model *model) { return model ? model->n_params : 0; }

@@ -50,6 +50,8 @@ typedef struct tmi_layer {
     tmi_linear w1;     /* gate [hidden][inter] */
     tmi_linear w3;     /* up   [hidden][inter] */
     tmi_linear w2;     /* down [inter][hidden] */
+    tmi_linear w13;    /* CUDA: gate and up as one [hidden][2 inter] matrix (row r = w1 row r, then
+                          w3 row r), so one GEMM does both; w.w NULL on the CPU */
 } tmi_layer;
 
 struct tm_model {
@@ -66,7 +68,13 @@ struct tm_model {
                           kv_dtype's bit width; NULL: online params (or a float cache) */
     void **dev;        /* CUDA: the device copies of the bound weights (model_cuda.c) */
     int32_t n_dev, cap_dev;
+    void **owned;      /* host tensors the model allocated itself (random weights, CPU) */
+    int32_t n_owned, cap_owned;
 };
+
+/* A model with checked params, its backend's op table and zeroed layers, no weights
+ * bound (model.c); tm_model_destroy frees it. */
+tm_status tmi_model_new(const tm_model_params *params, tm_model **out);
 
 /* One forward call: n_tok new tokens of n_seq sequences, rows grouped by sequence
  * in order (seqs[i].q_start ascending, contiguous). */
@@ -77,7 +85,8 @@ typedef struct tmi_batch {
     const tmi_attn_seq *seqs; /* [n_seq] */
     int32_t n_logits;
     const int32_t *logit_rows; /* [n_logits] rows whose logits are wanted */
-    float *logits;             /* [n_logits][vocab] */
+    float *logits;             /* [n_logits][vocab] host; NULL on CUDA: they stay in the device
+                                  buffer (fb->dev.logits) for sampling there */
 } tmi_batch;
 
 /* Activations and scratch of one runner (a context, or an engine rank): sized
@@ -98,15 +107,27 @@ typedef struct tmi_fwd_buffers {
     tmi_pool *pool;
     const tmi_observer *observer; /* NULL (the default): no calibration hooks */
     int32_t layer;                /* the layer being run, for the observer */
-    /* CUDA: x .. up and workspace are device memory; pos and inv_freq stay host
-     * arrays the forward fills, copied to these device twins each step */
+    /* the inputs of the GEMMs, in act_dtype: F32 on the CPU, where they are h, attn
+     * and gate themselves; on CUDA the weights' dtype (16-bit activations, fp32
+     * residual x and GEMM outputs) in buffers of their own */
+    tm_dtype act_dtype;
+    void *hn;       /* [cap_tok][hidden] normed block input */
+    void *attn_out; /* [cap_tok][head_num size_per_head] attention output */
+    void *act;      /* [cap_tok][inter] silu(gate) * up */
+    /* CUDA (forward_dev.c): x .. act and workspace are device memory; gate holds
+     * [cap_tok][2 inter] (the fused gate/up output, up = gate + inter) */
     int on_device;
     struct {
-        int32_t *tokens;  /* [cap_tok] */
-        int32_t *pos;     /* [cap_tok] */
-        float *inv_freq;  /* [size_per_head / 2] */
-        float *logits;    /* [cap_tok][vocab] */
+        void *stream;     /* cudaStream_t of every op of this runner */
         void *blas;       /* cublasHandle_t */
+        int32_t *stage;   /* pinned host staging of the step's inputs */
+        int32_t *stage_dev;
+        int64_t stage_cap; /* int32 units of each */
+        /* this step's sections of stage_dev */
+        int32_t *tokens, *pos, *rows, *meta;
+        float *inv_freq;  /* [1 or n_seq][size_per_head / 2] */
+        int shared_freq;  /* 1: one row of inv_freq serves every sequence */
+        float *logits;    /* [cap_tok][vocab] */
     } dev;
 } tmi_fwd_buffers;
 
@@ -123,6 +144,11 @@ tm_status tmi_model_bind_kv(tm_model *m);
 
 /* model_cuda.c: weights to the device at create, device memory for the buffers. */
 tm_status tmi_model_upload(tm_model *m);
+/* Records a device allocation for tm_model_destroy (model_cuda.c); frees it on failure. */
+tm_status tmi_model_own_device(tm_model *m, void *dev);
+/* The CUDA backend can hold this model (a device, a KV kind it has). */
+tm_status tmi_model_check_device(const tm_model *m);
+tm_status tmi_dev_sync(void);
 void tmi_model_free_device(tm_model *m);
 tm_status tmi_dev_alloc(void **ptr, size_t bytes);
 void tmi_dev_free(void *ptr);
@@ -130,7 +156,15 @@ double tmi_dev_mem_free(void); /* free device memory in bytes (0 without CUDA) *
 tm_status tmi_dev_copy(void *dst, const void *src, size_t bytes, int kind); /* 0 H2D, 1 D2H, 2 D2D */
 tm_status tmi_dev_blas_create(void **blas);
 void tmi_dev_blas_destroy(void *blas);
-size_t tmi_dev_workspace(const tm_model *m, int32_t cap_tok, int32_t max_kv_len);
+
+size_t tmi_dev_workspace(const tm_model *m, int32_t cap_tok, int32_t max_kv_len); /* TEMP until forward_dev.c lands */
+
+/* forward_dev.c: the CUDA half of the forward buffers and the step's staging. */
+tm_status tmi_fwd_dev_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n);
+void tmi_fwd_dev_free(tmi_fwd_buffers *fb);
+tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, int32_t block_len);
+tm_status tmi_fwd_dev_logits_to_host(tmi_fwd_buffers *fb, float *dst, size_t n);
+tm_status tmi_fwd_dev_sync(tmi_fwd_buffers *fb);
 
 /* Runs the batch; cache.layer_offset and cache.qparams are ignored (set per layer). */
 tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache);

@@ -51,7 +51,10 @@ tm_status tmi_model_bind_kv(tm_model *m)
 {
     const tm_model_params *p = &m->p;
     m->kv_static = NULL;
-    m->kv_dtype = p->kv_dtype == TM_KV_INT8 ? TM_I8 : p->kv_dtype == TM_KV_INT4 ? TMI_KV_INT4 : TM_F32;
+    /* the float kind: fp32 on the CPU; on CUDA fp16 for 16-bit weights (half the
+       bytes a decode step reads, as LMDeploy keeps it), fp32 for fp32 weights */
+    tm_dtype fp = p->backend == TM_BACKEND_CUDA && m->embed.dtype != TM_F32 ? TM_F16 : TM_F32;
+    m->kv_dtype = p->kv_dtype == TM_KV_INT8 ? TM_I8 : p->kv_dtype == TM_KV_INT4 ? TMI_KV_INT4 : fp;
     if (p->kv_dtype == TM_KV_FP || p->kv_qparams == TM_KV_QPARAMS_ONLINE) return TM_OK;
 
     int32_t n_found = 0, first_missing = -1;

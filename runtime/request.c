@@ -43,7 +43,11 @@ void tmi_request_push(tm_request *r, const tm_event *ev)
         }
     }
     if (r->cap_events > 0) {
-        r->events[(r->head + r->n_events) % r->cap_events] = *ev;
+        tm_event *slot = &r->events[(r->head + r->n_events) % r->cap_events];
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        *slot = *ev;
+        slot->time = (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
         r->n_events++;
     }
     if (ev->kind == TM_EVENT_FINISH && ++r->finished_samples >= r->params.n) r->done = 1;

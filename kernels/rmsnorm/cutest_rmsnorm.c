@@ -6,16 +6,12 @@
 
 #include "harness.h"
 #include "kernels/registry.h"
+#include "kernels/cutest_util.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "runtime/cuda/cuda_runtime.h"
 
 /* ||cuda - cpu|| / ||cpu||: fp32 tree reduction against a double sum. */
 #define CU_RMSNORM_REL_TOL 1e-5
-
-static void fill_nan(float *x, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) x[i] = NAN;
-}
 
 static void run_case(int64_t n, int64_t d, tm_dtype dt, int in_place)
 {
@@ -36,12 +32,12 @@ static void run_case(int64_t n, int64_t d, tm_dtype dt, int in_place)
     if (ok) {
         /* CPU reference, then the device run on the same input with its output poisoned */
         if (in_place) memcpy(ref, x, x_bytes);
-        else fill_nan(ref, n * ldo + 1);
+        else cu_fill_nan(ref, n * ldo + 1);
         tmi_exec cpu = {.backend = TM_BACKEND_CPU};
         tmi_rmsnorm_args a = {.n = n, .d = d, .x = in_place ? ref : x, .ldx = ldx, .weight = w, .w_dtype = dt,
                               .eps = 1e-5f, .out = ref, .ldo = ldo};
         ok = CHECK_STATUS(tmi_rmsnorm_cpu(&cpu, &a), TM_OK);
-        fill_nan(got, n * ldo + 1);
+        cu_fill_nan(got, n * ldo + 1);
         ok = ok && CHECK_STATUS(tmi_cuda_memcpy(dx, x, x_bytes, 0), TM_OK) &&
              CHECK_STATUS(tmi_cuda_memcpy(dw, w, w_bytes, 0), TM_OK) &&
              CHECK_STATUS(tmi_cuda_memcpy(dout, got, o_bytes, 0), TM_OK);
@@ -86,6 +82,59 @@ static void test_cuda_rmsnorm_shapes(void)
             for (int in_place = 0; in_place < 2; in_place++) run_case(shapes[s][0], shapes[s][1], (tm_dtype)dt, in_place);
 }
 
+/* 16-bit outputs (the forward's GEMM inputs): the CPU twin's rounding of its own
+ * fp32 result against the device's; a sum-order difference can flip one ulp. */
+static double worst16[3];
+
+static void run_case16(int64_t n, int64_t d, tm_dtype od)
+{
+    int64_t ldo = d + 2;
+    size_t xn = (size_t)(n * d), on = (size_t)(n * ldo);
+    float *x = malloc(xn * 4), *w = malloc((size_t)d * 4);
+    uint16_t *ref = malloc(on * 2), *got = malloc(on * 2);
+    tt_fill_random(x, (int64_t)xn, (unsigned long long)(n * 7 + d + od));
+    tt_fill_random(w, d, (unsigned long long)(d + 3));
+    memset(ref, 0xff, on * 2);
+    memset(got, 0xff, on * 2);
+    tmi_exec cpu = {.backend = TM_BACKEND_CPU}, gpu = {.backend = TM_BACKEND_CUDA};
+    tmi_rmsnorm_args a = {.n = n, .d = d, .x = x, .ldx = d, .weight = w, .w_dtype = TM_F32, .eps = 1e-5f,
+                          .out = ref, .ldo = ldo, .out_dtype = od};
+    CHECK_STATUS(tmi_rmsnorm_cpu(&cpu, &a), TM_OK);
+    void *dx = cu_upload(x, xn * 4), *dw = cu_upload(w, (size_t)d * 4), *dout = cu_upload(got, on * 2);
+    if (dx && dw && dout) {
+        a.x = dx;
+        a.weight = dw;
+        a.out = dout;
+        if (CHECK_STATUS(tmi_rmsnorm_cuda(&gpu, &a), TM_OK) && cu_download(got, dout, on * 2)) {
+            double rel = cu_rel_err16(got, ref, od, n, d, ldo);
+            int64_t pad = 0;
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = d; j < ldo; j++) pad += got[i * ldo + j] != 0xffff;
+            cu_note(&worst16[od], rel);
+            if (!CHECK(rel < (od == TM_F16 ? 1e-3 : 8e-3)) || !CHECK(pad == 0))
+                fprintf(stderr, "  16-bit out n=%lld d=%lld dtype=%d: rel %.3g\n", (long long)n, (long long)d,
+                        (int)od, rel);
+        }
+    }
+    tmi_cuda_free(dx);
+    tmi_cuda_free(dw);
+    tmi_cuda_free(dout);
+    free(x);
+    free(w);
+    free(ref);
+    free(got);
+}
+
+static void test_cuda_rmsnorm_out16(void)
+{
+    static const int64_t shapes[][2] = {{1, 4096}, {3, 17}, {64, 4096}, {257, 1000}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        run_case16(shapes[s][0], shapes[s][1], TM_F16);
+        run_case16(shapes[s][0], shapes[s][1], TM_BF16);
+    }
+    printf("worst rmsnorm out F16 %.3g, out BF16 %.3g\n", worst16[TM_F16], worst16[TM_BF16]);
+}
+
 static void test_cuda_rmsnorm_args(void)
 {
     tmi_exec gpu = {.backend = TM_BACKEND_CUDA};
@@ -112,6 +161,7 @@ int main(void)
         return tt_finish();
     }
     RUN(test_cuda_rmsnorm_shapes);
+    RUN(test_cuda_rmsnorm_out16);
     RUN(test_cuda_rmsnorm_args);
     return tt_finish();
 }

@@ -11,7 +11,8 @@ typedef struct tmi_rmsnorm_args {
     const void *weight;  /* [d], w_dtype in {F32, F16, BF16} */
     tm_dtype w_dtype;
     float eps;
-    float *out;          /* [n][ldo], fp32; may equal x */
+    void *out;           /* [n][ldo] of out_dtype; may equal x when out_dtype is F32 */
+    tm_dtype out_dtype;  /* F32 (the default, 0), F16 or BF16: the next GEMM's input dtype */
     int64_t ldo;
 } tmi_rmsnorm_args;
 

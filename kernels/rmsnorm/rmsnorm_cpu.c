@@ -18,10 +18,15 @@ typedef struct rmsnorm_job {
 static void rmsnorm_row(const tmi_rmsnorm_args *a, int64_t i)
 {
     const float *x = a->x + i * a->ldx; /* [d] */
-    float *out = a->out + i * a->ldo;   /* [d], may be x */
     double ss = 0;
     for (int64_t j = 0; j < a->d; j++) ss += (double)x[j] * x[j];
     float r = 1.0f / sqrtf((float)(ss / (double)a->d) + a->eps);
+    if (a->out_dtype != TM_F32) { /* rounded once, from the fp32 value below */
+        for (int64_t j = 0; j < a->d; j++)
+            tmi_store_f32(a->out, a->out_dtype, i * a->ldo + j, tmi_load_f32(a->weight, a->w_dtype, j) * (x[j] * r));
+        return;
+    }
+    float *out = (float *)a->out + i * a->ldo; /* [d], may be x */
     switch (a->w_dtype) {
     case TM_F16:
         for (int64_t j = 0; j < a->d; j++) out[j] = tmi_f16_to_f32(((const uint16_t *)a->weight)[j]) * (x[j] * r);
@@ -58,6 +63,9 @@ tm_status tmi_rmsnorm_cpu(const tmi_exec *ex, const tmi_rmsnorm_args *a)
     if (!tmi_is_float_dtype(a->w_dtype))
         return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm: weight dtype must be F32, F16 or BF16, got %s",
                         tm_dtype_name(a->w_dtype));
+    if (!tmi_is_float_dtype(a->out_dtype))
+        return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm: out dtype must be F32, F16 or BF16, got %s",
+                        tm_dtype_name(a->out_dtype));
     if (!(a->eps >= 0.0f)) return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm: eps must be >= 0, got %g", (double)a->eps);
     rmsnorm_job job = {a, RMSNORM_TASK_ELEMS / a->d + 1};
     tmi_pool_run(ex->pool, rmsnorm_task, &job, (a->n + job.rows_per_task - 1) / job.rows_per_task);

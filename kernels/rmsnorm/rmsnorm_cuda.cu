@@ -1,5 +1,7 @@
 // rmsnorm_cuda.cu - the CUDA twin of rmsnorm_cpu.c: one block per row (grid-stride
-// over rows), sum of squares reduced by warp shuffles, then out = w * (x * r).
+// over rows), sum of squares reduced by warp shuffles, then out = w * (x * r),
+// stored as fp32 or rounded once to the 16-bit dtype the next GEMM reads.
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -25,6 +27,10 @@ struct WeightBF16 {
     }
 };
 
+__device__ inline void store(float *p, float v) { *p = v; }
+__device__ inline void store(__half *p, float v) { *p = __float2half_rn(v); }
+__device__ inline void store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
 __device__ float warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -32,9 +38,9 @@ __device__ float warp_sum(float v)
 }
 
 // blockDim.x is a multiple of 32, at most kMaxThreads.
-template <class W>
+template <class W, class O>
 __global__ void rmsnorm_kernel(int64_t n, int64_t d, const float *x, int64_t ldx, const void *w, float eps,
-                               float *out, int64_t ldo)
+                               O *out, int64_t ldo)
 {
     __shared__ float partial[kMaxThreads / 32];
     __shared__ float scale;
@@ -52,9 +58,25 @@ __global__ void rmsnorm_kernel(int64_t n, int64_t d, const float *x, int64_t ldx
         }
         __syncthreads();
         const float r = scale;
-        float *orow = out + row * ldo; // [d], may be xr: every read of xr is behind the barrier
-        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) orow[j] = W::get(w, j) * (xr[j] * r);
+        O *orow = out + row * ldo; // [d], may be xr (fp32): every read of xr is behind the barrier
+        for (int64_t j = threadIdx.x; j < d; j += blockDim.x) store(orow + j, W::get(w, j) * (xr[j] * r));
         __syncthreads(); // partial and scale are reused by the next row
+    }
+}
+
+template <class O>
+void launch(const tmi_rmsnorm_args *a, O *out, unsigned blocks, int threads, cudaStream_t stream)
+{
+    switch (a->w_dtype) {
+    case TM_F16:
+        rmsnorm_kernel<WeightF16><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
+        break;
+    case TM_BF16:
+        rmsnorm_kernel<WeightBF16><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
+        break;
+    default:
+        rmsnorm_kernel<WeightF32><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
+        break;
     }
 }
 
@@ -75,21 +97,18 @@ extern "C" tm_status tmi_rmsnorm_cuda(const tmi_exec *ex, const tmi_rmsnorm_args
     if (!tmi_is_float_dtype(a->w_dtype))
         return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm_cuda: weight dtype must be F32, F16 or BF16, got %s",
                         tm_dtype_name(a->w_dtype));
+    if (!tmi_is_float_dtype(a->out_dtype))
+        return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm_cuda: out dtype must be F32, F16 or BF16, got %s",
+                        tm_dtype_name(a->out_dtype));
     if (!(a->eps >= 0.0f))
         return tmi_fail(TM_ERR_INVALID_ARG, "rmsnorm_cuda: eps must be >= 0, got %g", (double)a->eps);
     int threads = a->d >= kMaxThreads ? kMaxThreads : static_cast<int>((a->d + 31) / 32 * 32);
     unsigned blocks = static_cast<unsigned>(a->n < kMaxBlocks ? a->n : kMaxBlocks);
     cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
-    switch (a->w_dtype) {
-    case TM_F16:
-        rmsnorm_kernel<WeightF16><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, a->out, a->ldo);
-        break;
-    case TM_BF16:
-        rmsnorm_kernel<WeightBF16><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, a->out, a->ldo);
-        break;
-    default:
-        rmsnorm_kernel<WeightF32><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, a->out, a->ldo);
-        break;
+    switch (a->out_dtype) {
+    case TM_F16: launch(a, static_cast<__half *>(a->out), blocks, threads, stream); break;
+    case TM_BF16: launch(a, static_cast<__nv_bfloat16 *>(a->out), blocks, threads, stream); break;
+    default: launch(a, static_cast<float *>(a->out), blocks, threads, stream); break;
     }
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "rmsnorm_cuda: launch failed: %s", cudaGetErrorString(e));

@@ -80,6 +80,46 @@ static void test_rmsnorm_shapes(void)
                          dt == 1 ? 1e-6f : 1e-5f);
 }
 
+/* A 16-bit output is the fp32 output rounded once: bit-identical to rounding it. */
+static void test_rmsnorm_out_dtype(void)
+{
+    int64_t n = 5, d = 300, ldo = d + 4;
+    float *x = malloc((size_t)(n * d) * sizeof *x), *wf = malloc((size_t)d * sizeof *wf);
+    float *ref = malloc((size_t)(n * d) * sizeof *ref);
+    uint16_t *got = malloc((size_t)(n * ldo) * sizeof *got);
+    tt_fill_random(x, n * d, 71);
+    tt_fill_random(wf, d, 72);
+    tmi_exec ex = {.backend = TM_BACKEND_CPU, .pool = pool2};
+    for (int od = TM_F16; od <= TM_BF16; od++) {
+        tmi_rmsnorm_args a = {.n = n, .d = d, .x = x, .ldx = d, .weight = wf, .w_dtype = TM_F32, .eps = 1e-5f,
+                              .out = ref, .ldo = d};
+        CHECK_STATUS(tmi_rmsnorm_cpu(&ex, &a), TM_OK);
+        memset(got, 0xff, (size_t)(n * ldo) * sizeof *got);
+        a.out = got;
+        a.ldo = ldo;
+        a.out_dtype = (tm_dtype)od;
+        CHECK_STATUS(tmi_rmsnorm_cpu(&ex, &a), TM_OK);
+        int64_t bad = 0, pad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t j = 0; j < d; j++) {
+                float r = ref[i * d + j];
+                uint16_t want = od == TM_F16 ? tmi_f32_to_f16(r) : tmi_f32_to_bf16(r);
+                bad += got[i * ldo + j] != want;
+            }
+            for (int64_t j = d; j < ldo; j++) pad += got[i * ldo + j] != 0xffff;
+        }
+        CHECK(bad == 0 && pad == 0);
+    }
+    tmi_rmsnorm_args e = {.n = 1, .d = 4, .x = x, .ldx = 4, .weight = wf, .w_dtype = TM_F32, .eps = 1e-5f,
+                          .out = got, .ldo = 4, .out_dtype = TM_I8};
+    CHECK_STATUS(tmi_rmsnorm_cpu(&ex, &e), TM_ERR_INVALID_ARG);
+    CHECK(strstr(tm_last_error(), "out dtype") != NULL);
+    free(x);
+    free(wf);
+    free(ref);
+    free(got);
+}
+
 /* A zero row is eps-limited, not a division by zero. */
 static void test_rmsnorm_zero_row(void)
 {
@@ -120,6 +160,7 @@ int main(void)
     if (tmi_pool_create(2, &pool2) != TM_OK) return 1;
     RUN(test_rmsnorm_shapes);
     RUN(test_rmsnorm_zero_row);
+    RUN(test_rmsnorm_out_dtype);
     RUN(test_rmsnorm_errors);
     tmi_pool_destroy(pool2);
     return tt_finish();

@@ -5,17 +5,13 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kernels/cutest_util.h"
 #include "kernels/registry.h"
 #include "kernels/silu_mul/silu_mul.h"
 #include "runtime/cuda/cuda_runtime.h"
 
 /* ||cuda - cpu|| / ||cpu||: both use an accurate expf (a few ulp apart). */
 #define CU_SILU_REL_TOL 1e-5
-
-static void fill_nan(float *x, int64_t n)
-{
-    for (int64_t i = 0; i < n; i++) x[i] = NAN;
-}
 
 static void run_case(int64_t n, int64_t d, float scale, int in_place)
 {
@@ -32,11 +28,11 @@ static void run_case(int64_t n, int64_t d, float scale, int in_place)
     if (ok) {
         tmi_exec cpu = {.backend = TM_BACKEND_CPU};
         if (in_place) memcpy(ref, gate, g_bytes);
-        else fill_nan(ref, n * ldo + 1);
+        else cu_fill_nan(ref, n * ldo + 1);
         tmi_silu_mul_args a = {.n = n, .d = d, .gate = in_place ? ref : gate, .ldg = ldg, .up = up, .ldu = ldu,
                                .out = ref, .ldo = ldo};
         ok = CHECK_STATUS(tmi_silu_mul_cpu(&cpu, &a), TM_OK);
-        fill_nan(got, n * ldo + 1);
+        cu_fill_nan(got, n * ldo + 1);
         ok = ok && CHECK_STATUS(tmi_cuda_memcpy(dg, gate, g_bytes, 0), TM_OK) &&
              CHECK_STATUS(tmi_cuda_memcpy(du, up, u_bytes, 0), TM_OK) &&
              CHECK_STATUS(tmi_cuda_memcpy(dout, got, o_bytes, 0), TM_OK);
@@ -82,6 +78,56 @@ static void test_cuda_silu_mul_shapes(void)
         }
 }
 
+/* 16-bit outputs (the down projection's input), against the CPU twin's rounding. */
+static double worst16[3];
+
+static void run_case16(int64_t n, int64_t d, tm_dtype od)
+{
+    int64_t ld = 2 * d, ldo = d + 1; /* gate and up side by side, as the fused gate/up GEMM writes them */
+    size_t in = (size_t)(n * ld), on = (size_t)(n * ldo);
+    float *gu = malloc(in * 4);
+    uint16_t *ref = malloc(on * 2), *got = malloc(on * 2);
+    tt_fill_random(gu, (int64_t)in, (unsigned long long)(n * 5 + d + od));
+    for (size_t i = 0; i < in; i++) gu[i] *= 6.0f;
+    memset(ref, 0xff, on * 2);
+    memset(got, 0xff, on * 2);
+    tmi_exec cpu = {.backend = TM_BACKEND_CPU}, gpu = {.backend = TM_BACKEND_CUDA};
+    tmi_silu_mul_args a = {.n = n, .d = d, .gate = gu, .ldg = ld, .up = gu + d, .ldu = ld, .out = ref, .ldo = ldo,
+                           .out_dtype = od};
+    CHECK_STATUS(tmi_silu_mul_cpu(&cpu, &a), TM_OK);
+    float *dgu = cu_upload(gu, in * 4);
+    void *dout = cu_upload(got, on * 2);
+    if (dgu && dout) {
+        a.gate = dgu;
+        a.up = dgu + d;
+        a.out = dout;
+        if (CHECK_STATUS(tmi_silu_mul_cuda(&gpu, &a), TM_OK) && cu_download(got, dout, on * 2)) {
+            double rel = cu_rel_err16(got, ref, od, n, d, ldo);
+            int64_t pad = 0;
+            for (int64_t i = 0; i < n; i++) pad += got[i * ldo + d] != 0xffff;
+            cu_note(&worst16[od], rel);
+            if (!CHECK(rel < (od == TM_F16 ? 1e-3 : 8e-3)) || !CHECK(pad == 0))
+                fprintf(stderr, "  16-bit out n=%lld d=%lld dtype=%d: rel %.3g\n", (long long)n, (long long)d,
+                        (int)od, rel);
+        }
+    }
+    tmi_cuda_free(dgu);
+    tmi_cuda_free(dout);
+    free(gu);
+    free(ref);
+    free(got);
+}
+
+static void test_cuda_silu_mul_out16(void)
+{
+    static const int64_t shapes[][2] = {{1, 11008}, {3, 17}, {64, 11008}, {129, 1000}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        run_case16(shapes[s][0], shapes[s][1], TM_F16);
+        run_case16(shapes[s][0], shapes[s][1], TM_BF16);
+    }
+    printf("worst silu_mul out F16 %.3g, out BF16 %.3g\n", worst16[TM_F16], worst16[TM_BF16]);
+}
+
 static void test_cuda_silu_mul_args(void)
 {
     tmi_exec gpu = {.backend = TM_BACKEND_CUDA};
@@ -104,6 +150,7 @@ int main(void)
         return tt_finish();
     }
     RUN(test_cuda_silu_mul_shapes);
+    RUN(test_cuda_silu_mul_out16);
     RUN(test_cuda_silu_mul_args);
     return tt_finish();
 }

@@ -10,8 +10,9 @@ typedef struct tmi_silu_mul_args {
     int64_t ldg;
     const float *up;   /* [n][ldu], fp32 */
     int64_t ldu;
-    float *out;        /* [n][ldo], fp32; may equal gate */
+    void *out;         /* [n][ldo] of out_dtype; may equal gate when out_dtype is F32 */
     int64_t ldo;
+    tm_dtype out_dtype; /* F32 (the default, 0), F16 or BF16: the down projection's input dtype */
 } tmi_silu_mul_args;
 
 tm_status tmi_silu_mul_cpu(const tmi_exec *ex, const tmi_silu_mul_args *a);

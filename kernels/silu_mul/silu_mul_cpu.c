@@ -21,7 +21,12 @@ static void silu_task(void *ctx, int64_t idx, int thread)
     for (int64_t i = i0; i < i1; i++) {
         const float *g = a->gate + i * a->ldg; /* [d] */
         const float *u = a->up + i * a->ldu;   /* [d] */
-        float *o = a->out + i * a->ldo;        /* [d], may be gate */
+        if (a->out_dtype != TM_F32) {
+            for (int64_t j = 0; j < a->d; j++)
+                tmi_store_f32(a->out, a->out_dtype, i * a->ldo + j, g[j] / (1.0f + expf(-g[j])) * u[j]);
+            continue;
+        }
+        float *o = (float *)a->out + i * a->ldo; /* [d], may be gate */
         for (int64_t j = 0; j < a->d; j++) o[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
     }
 }
@@ -38,6 +43,9 @@ tm_status tmi_silu_mul_cpu(const tmi_exec *ex, const tmi_silu_mul_args *a)
     if (a->ldg < a->d || a->ldu < a->d || a->ldo < a->d)
         return tmi_fail(TM_ERR_INVALID_ARG, "silu_mul: ldg, ldu and ldo must be >= d (%lld), got %lld, %lld, %lld",
                         (long long)a->d, (long long)a->ldg, (long long)a->ldu, (long long)a->ldo);
+    if (!tmi_is_float_dtype(a->out_dtype))
+        return tmi_fail(TM_ERR_INVALID_ARG, "silu_mul: out dtype must be F32, F16 or BF16, got %s",
+                        tm_dtype_name(a->out_dtype));
     silu_job job = {a, SILU_TASK_ELEMS / a->d + 1};
     tmi_pool_run(ex->pool, silu_task, &job, (a->n + job.rows_per_task - 1) / job.rows_per_task);
     return TM_OK;

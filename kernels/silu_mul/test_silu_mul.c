@@ -59,6 +59,45 @@ static void test_silu_mul_shapes(void)
         }
 }
 
+/* A 16-bit output is the fp32 output rounded once: bit-identical to rounding it. */
+static void test_silu_mul_out_dtype(void)
+{
+    int64_t n = 4, d = 257, ldo = d + 3;
+    float *g = malloc((size_t)(n * d) * sizeof *g), *u = malloc((size_t)(n * d) * sizeof *u);
+    float *ref = malloc((size_t)(n * d) * sizeof *ref);
+    uint16_t *got = malloc((size_t)(n * ldo) * sizeof *got);
+    tt_fill_random(g, n * d, 81);
+    tt_fill_random(u, n * d, 82);
+    for (int64_t i = 0; i < n * d; i++) g[i] *= 8.0f;
+    tmi_exec ex = {.backend = TM_BACKEND_CPU, .pool = pool2};
+    for (int od = TM_F16; od <= TM_BF16; od++) {
+        tmi_silu_mul_args a = {.n = n, .d = d, .gate = g, .ldg = d, .up = u, .ldu = d, .out = ref, .ldo = d};
+        CHECK_STATUS(tmi_silu_mul_cpu(&ex, &a), TM_OK);
+        memset(got, 0xff, (size_t)(n * ldo) * sizeof *got);
+        a.out = got;
+        a.ldo = ldo;
+        a.out_dtype = (tm_dtype)od;
+        CHECK_STATUS(tmi_silu_mul_cpu(&ex, &a), TM_OK);
+        int64_t bad = 0, pad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t j = 0; j < d; j++) {
+                float r = ref[i * d + j];
+                bad += got[i * ldo + j] != (od == TM_F16 ? tmi_f32_to_f16(r) : tmi_f32_to_bf16(r));
+            }
+            for (int64_t j = d; j < ldo; j++) pad += got[i * ldo + j] != 0xffff;
+        }
+        CHECK(bad == 0 && pad == 0);
+    }
+    tmi_silu_mul_args e = {.n = 1, .d = 4, .gate = g, .ldg = 4, .up = u, .ldu = 4, .out = got, .ldo = 4,
+                           .out_dtype = TM_I32};
+    CHECK_STATUS(tmi_silu_mul_cpu(&ex, &e), TM_ERR_INVALID_ARG);
+    CHECK(strstr(tm_last_error(), "out dtype") != NULL);
+    free(g);
+    free(u);
+    free(ref);
+    free(got);
+}
+
 static void test_silu_mul_errors(void)
 {
     float g[8] = {0}, u[8] = {0}, o[8];
@@ -81,6 +120,7 @@ int main(void)
 {
     if (tmi_pool_create(2, &pool2) != TM_OK) return 1;
     RUN(test_silu_mul_shapes);
+    RUN(test_silu_mul_out_dtype);
     RUN(test_silu_mul_errors);
     tmi_pool_destroy(pool2);
     return tt_finish();

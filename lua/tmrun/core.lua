@@ -24,4 +24,12 @@ function M.dtype_name(d) return ffi.string(C.tm_dtype_name(d)) end
 
 function M.version() return ffi.string(C.tm_version()) end
 
+-- Free and total bytes of the current CUDA device, or nil, err (no CUDA).
+function M.cuda_memory()
+  local f, t = ffi.new("int64_t[1]"), ffi.new("int64_t[1]")
+  local s = C.tm_cuda_memory(f, t)
+  if s ~= 0 then return nil, M.last_error(s) end
+  return tonumber(f[0]), tonumber(t[0])
+end
+
 return M

@@ -179,7 +179,7 @@ function Request:events(timeout_ms)
     local n = C.tm_request_poll(h, buf, 64)
     for i = 0, n - 1 do
       local e = buf[i]
-      local ev = { sample = e.sample, token = e.token }
+      local ev = { sample = e.sample, token = e.token, time = e.time }
       if e.kind == C.TM_EVENT_TOKEN then
         ev.kind = "token"
         if e.n_top > 0 or e.logprob ~= 0 then

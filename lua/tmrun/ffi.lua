@@ -161,6 +161,9 @@ tm_status tm_model_create(const tm_model_params *params, const tm_weights *weigh
 void tm_model_destroy(tm_model *model);
 
 int64_t tm_model_param_count(const tm_model *model);
+tm_status tm_model_create_random(const tm_model_params *params, tm_dtype dtype, uint64_t seed, tm_model **out);
+int64_t tm_model_weight_bytes(const tm_model *model);
+tm_status tm_cuda_memory(int64_t *free_bytes, int64_t *total_bytes);
 
 typedef struct tm_context_params {
     int32_t max_tokens;
@@ -326,6 +329,7 @@ typedef struct tm_event {
     int32_t prompt_tokens;
     int32_t history_tokens;
     int32_t completion_tokens;
+    double time;
 } tm_event;
 
 typedef struct tm_request tm_request;

@@ -120,6 +120,10 @@ end
 
 function Model:param_count() return tonumber(C.tm_model_param_count(self:_h())) end
 
+-- Bytes of the weights in the backend's memory (a decode step reads all but the
+-- embedding table).
+function Model:weight_bytes() return tonumber(C.tm_model_weight_bytes(self:_h())) end
+
 -- A single-sequence context holding up to max_tokens (default session_len); opts also
 -- block_len (cache_block_seq_len) and chunk_len (tokens per forward call, 0: 512).
 function Model:context(opts)

@@ -93,7 +93,9 @@ function M.weights(shape, dtype)
 end
 
 -- Opens a random model; preset is a name in M.presets or a table of [llama] keys.
--- opts: dtype, backend, threads, session_len.
+-- opts: dtype, backend, threads, session_len, seed.  The weights are made by the
+-- library where the backend keeps them (tm_model_create_random: on the GPU for
+-- cuda), the same numbers on both backends for one seed.
 function M.open(preset, opts)
   opts = opts or {}
   local shape = type(preset) == "table" and preset or M.presets[preset]
@@ -104,13 +106,13 @@ function M.open(preset, opts)
   cfg.weight_type = opts.dtype or "fp16"
   cfg.session_len = opts.session_len or shape.max_position_embeddings
   cfg.model_name = "random-" .. tostring(type(preset) == "string" and preset or "custom")
+  local dtype = DTYPES[cfg.weight_type] or error("dtype must be fp32, fp16 or bf16", 2)
   local vcfg = assert(config.validate(cfg, "random model"))
-  local w = M.weights(shape, opts.dtype)
   local params = config.model_params(vcfg, opts)
   local box = ffi.new("tm_model *[1]")
-  core.check(C.tm_model_create(params, w.handle, box), 2)
+  core.check(C.tm_model_create_random(params, dtype, opts.seed or 1, box), 2)
   local model = require("tmrun.model")
-  return model.wrap(box[0], vcfg, params, w, nil)
+  return model.wrap(box[0], vcfg, params, nil, nil)
 end
 
 return M

@@ -50,3 +50,106 @@ extern "C" size_t tmi_cuda_mem_free(void)
     }
     return free_b;
 }
+
+extern "C" size_t tmi_cuda_mem_total(void)
+{
+    size_t free_b = 0, total = 0;
+    if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return total;
+}
+
+static cudaMemcpyKind kind_of(int kind)
+{
+    return kind == 0 ? cudaMemcpyHostToDevice : kind == 1 ? cudaMemcpyDeviceToHost : cudaMemcpyDeviceToDevice;
+}
+
+extern "C" tm_status tmi_cuda_memcpy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                                       size_t rows, int kind)
+{
+    cudaError_t e = cudaMemcpy2D(dst, dpitch, src, spitch, width, rows, kind_of(kind));
+    if (e != cudaSuccess)
+        return tmi_fail(TM_ERR_DEVICE, "cudaMemcpy2D(%zu x %zu): %s", rows, width, cudaGetErrorString(e));
+    return TM_OK;
+}
+
+extern "C" tm_status tmi_cuda_memcpy_async(void *dst, const void *src, size_t bytes, int kind, void *stream)
+{
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, kind_of(kind), static_cast<cudaStream_t>(stream));
+    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "cudaMemcpyAsync(%zu): %s", bytes, cudaGetErrorString(e));
+    return TM_OK;
+}
+
+extern "C" tm_status tmi_cuda_host_alloc(void **ptr, size_t bytes)
+{
+    cudaError_t e = cudaMallocHost(ptr, bytes ? bytes : 1);
+    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "cudaMallocHost(%zu): %s", bytes, cudaGetErrorString(e));
+    return TM_OK;
+}
+
+extern "C" void tmi_cuda_host_free(void *ptr)
+{
+    if (ptr) cudaFreeHost(ptr);
+}
+
+extern "C" tm_status tmi_cuda_stream_create(void **stream)
+{
+    cudaStream_t s = NULL;
+    cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "cudaStreamCreate: %s", cudaGetErrorString(e));
+    *stream = s;
+    return TM_OK;
+}
+
+extern "C" void tmi_cuda_stream_destroy(void *stream)
+{
+    if (stream) cudaStreamDestroy(static_cast<cudaStream_t>(stream));
+}
+
+extern "C" tm_status tmi_cuda_stream_sync(void *stream)
+{
+    cudaError_t e = cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
+    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "cudaStreamSynchronize: %s", cudaGetErrorString(e));
+    return TM_OK;
+}
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "../random_fill.h"
+
+template <class T> __device__ inline T from_float(float v);
+template <> __device__ inline float from_float<float>(float v) { return v; }
+template <> __device__ inline __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ inline __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+template <class T>
+__global__ void fill_random_kernel(T *dst, int64_t rows, int64_t cols, int64_t ld, uint64_t seed, float scale,
+                                   float offset)
+{
+    const int64_t total = rows * cols, stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
+        const int64_t r = i / cols, c = i - r * cols;
+        dst[r * ld + c] = from_float<T>(offset + scale * tmi_random_unit(seed, (uint64_t)i));
+    }
+}
+
+extern "C" tm_status tmi_cuda_fill_random(void *dst, tm_dtype dtype, int64_t rows, int64_t cols, int64_t ld,
+                                          uint64_t seed, float scale, float offset)
+{
+    if (rows <= 0 || cols <= 0) return TM_OK;
+    const int threads = 256;
+    int64_t want = (rows * cols + threads - 1) / threads;
+    unsigned blocks = (unsigned)(want < 65536 ? want : 65536);
+    if (dtype == TM_F16)
+        fill_random_kernel<<<blocks, threads>>>(static_cast<__half *>(dst), rows, cols, ld, seed, scale, offset);
+    else if (dtype == TM_BF16)
+        fill_random_kernel<<<blocks, threads>>>(static_cast<__nv_bfloat16 *>(dst), rows, cols, ld, seed, scale, offset);
+    else
+        fill_random_kernel<<<blocks, threads>>>(static_cast<float *>(dst), rows, cols, ld, seed, scale, offset);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "fill_random: launch failed: %s", cudaGetErrorString(e));
+    return TM_OK;
+}

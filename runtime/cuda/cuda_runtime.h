@@ -4,6 +4,7 @@
 #define TMI_CUDA_RUNTIME_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tmrun.h"
 
@@ -20,6 +21,25 @@ tm_status tmi_cuda_memcpy(void *dst, const void *src, size_t bytes, int kind);
 tm_status tmi_cuda_sync(void);
 /* Free device memory in bytes (cudaMemGetInfo), 0 on error. */
 size_t tmi_cuda_mem_free(void);
+size_t tmi_cuda_mem_total(void);
+
+/* A rows x cols block (width bytes a row) between pitched buffers; synchronous. */
+tm_status tmi_cuda_memcpy2d(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t rows,
+                            int kind);
+/* Ordered on stream (NULL: the legacy default stream); a host side must be pinned
+ * (tmi_cuda_host_alloc) for the call to return before the copy is done. */
+tm_status tmi_cuda_memcpy_async(void *dst, const void *src, size_t bytes, int kind, void *stream);
+tm_status tmi_cuda_host_alloc(void **ptr, size_t bytes); /* page-locked host memory */
+void tmi_cuda_host_free(void *ptr);
+tm_status tmi_cuda_stream_create(void **stream); /* non-blocking w.r.t. the legacy stream */
+void tmi_cuda_stream_destroy(void *stream);
+tm_status tmi_cuda_stream_sync(void *stream);
+
+/* dst[r * ld + c] = offset + scale * u(seed, r * cols + c) for a rows x cols block
+ * of an F32 / F16 / BF16 matrix, u in [-1, 1) from tmi_random_unit (the CPU twin
+ * in model_random.c), so a seed gives the same tensor on both backends. */
+tm_status tmi_cuda_fill_random(void *dst, tm_dtype dtype, int64_t rows, int64_t cols, int64_t ld, uint64_t seed,
+                               float scale, float offset);
 
 #ifdef __cplusplus
 }

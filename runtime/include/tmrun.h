@@ -261,6 +261,26 @@ void tm_model_destroy(tm_model *model);
 /* Number of parameters (weights) the model reads per token. */
 int64_t tm_model_param_count(const tm_model *model);
 
+/*
+ * A model of params' shape with random weights made where the backend keeps them
+ * (device memory on CUDA: no checkpoint and no host copy, so a 7B benchmark
+ * starts in seconds).  dtype: TM_F32, TM_F16 or TM_BF16.  Norm weights are 1;
+ * every other tensor is uniform noise, [-1, 1) for the embedding, +-1/sqrt(in)
+ * for a linear, the same values on both backends for the same seed (the noise is
+ * a counter hash, not a sequential generator).  int4 weights (group_size > 0)
+ * and static KV params are not made.  Codes as tm_model_create, plus
+ * TM_ERR_NOMEM / TM_ERR_DEVICE when the backend's memory is short.
+ */
+tm_status tm_model_create_random(const tm_model_params *params, tm_dtype dtype, uint64_t seed, tm_model **out);
+
+/* Bytes of the model's weights in the backend's memory (what a decode step reads,
+ * plus the embedding table). */
+int64_t tm_model_weight_bytes(const tm_model *model);
+
+/* Free and total memory of the current CUDA device in bytes; TM_ERR_UNSUPPORTED
+ * without CUDA, TM_ERR_DEVICE when the driver fails. */
+tm_status tm_cuda_memory(int64_t *free_bytes, int64_t *total_bytes);
+
 typedef struct tm_context_params {
     int32_t max_tokens;  /* tokens the context may hold, [1, 1 << 24]; 0: max_position_embeddings */
     int32_t block_len;   /* KV block length in tokens, [1, 4096]; 0: 64 */
@@ -566,6 +586,8 @@ typedef struct tm_event {
     int32_t prompt_tokens;   /* FINISH: tokens this request sent */
     int32_t history_tokens;  /* FINISH: tokens the session held before this request */
     int32_t completion_tokens; /* FINISH: tokens generated for this sample */
+    double time;             /* when the engine pushed it: CLOCK_MONOTONIC seconds (libuv's
+                                uv_hrtime clock), for latency measurements */
 } tm_event;
 
 typedef struct tm_request tm_request;
