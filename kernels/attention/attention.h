@@ -53,20 +53,51 @@ typedef struct tmi_attention_args {
     int32_t n_head;         /* query heads; a multiple of cache.n_kv_head */
     const float *q;         /* [n_tok][ldq], head h at h*head_dim, fp32 */
     int64_t ldq;
-    float *out;             /* [n_tok][ldo], same layout as q, fp32 */
+    void *out;              /* [n_tok][ldo], same layout as q, out_dtype; ldo counts out_dtype elements.
+                               out may be q itself (out_dtype F32, ldo == ldq); otherwise it must not
+                               overlap q */
     int64_t ldo;
+    tm_dtype out_dtype;     /* TM_F32 (the zero default), TM_F16 or TM_BF16: rounded to nearest even,
+                               for an o-projection that wants the weight's 16-bit dtype */
     tmi_kv_cache cache;
     float scale;            /* softmax scale, 1/sqrt(head_dim) */
     int32_t window;         /* sliding window in tokens; 0: none */
+    const int32_t *meta_dev; /* CUDA only (the CPU twin ignores it): NULL, or a device copy of
+                               tmi_kv_meta_fill's layout (paged_kv.h) for exactly these seqs, so the
+                               op issues no copy and no synchronisation (capturable in a graph) */
 } tmi_attention_args;
 
 /* Scratch bytes for `threads` workers and the longest kv_len in the batch. */
 size_t tmi_attention_cpu_workspace(int32_t max_kv_len, int threads);
 tm_status tmi_attention_cpu(const tmi_exec *ex, const tmi_attention_args *a);
-/* CUDA twin: q, out and cache.base are device pointers; seqs and their block
- * tables stay in host memory and are packed into the device workspace (its first
- * bytes) on ex->stream.  KV cache F32 or F16, head_dim <= 256. */
-size_t tmi_attention_cuda_workspace(const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len);
+
+/* CUDA twin: q, out, cache.base and cache.qparams (static quantized KV: this layer's
+ * [4][n_kv_head] fp32) are device pointers; seqs and their block tables stay in host
+ * memory (the launch shapes come from them) and, unless meta_dev is given, are packed
+ * into the workspace on ex->stream.  Any KV kind (F32, F16, I8, INT4, online or
+ * static), head_dim <= 256.
+ *
+ * Rows with q_len <= 8 (decode) run split-K (flash-decoding): one block per
+ * (split of the key range, kv head, sequence), the number of splits chosen from the
+ * longest key range and the SM count; a second kernel merges the splits' partial
+ * softmax states.  Longer rows (prefill chunks) run one block per 8 (row, head)
+ * pairs of a kv head, listed on the device by a small planning kernel.
+ *
+ * Workspace layout, in this order, each part starting on a 256-byte boundary:
+ *   metadata   int32 meta[n_seq][4] then block ids (meta_dev == NULL only; absent
+ *              when meta_dev is set, so the parts below move to offset 0);
+ *   partials   split-K states, present when a split is possible:
+ *              acc [n_seq][q_slot][n_head][splits][head_dim] fp32 (unnormalised),
+ *              then {max (log2 units), sum} [n_seq][q_slot][n_head][splits] fp32 x 2,
+ *              q_slot = the longest decode q_len, splits <= a cap that depends on the
+ *              batch only (never on the device);
+ *   plan       int32 {seq, tile} [prefill tiles], present when a row has q_len > 8.
+ * tmi_attention_cuda_workspace is the exact size for one call (a's seqs, meta_dev,
+ * n_head, cache); _bound covers every batch of at most max_tok rows, max_seq
+ * sequences and max_kv_len tokens a sequence, meta_dev or not, any n_kv_head. */
+size_t tmi_attention_cuda_workspace(const tmi_attention_args *a);
+size_t tmi_attention_cuda_workspace_bound(int32_t max_tok, int32_t max_seq, int32_t max_kv_len, int32_t block_len,
+                                          int32_t n_head, int32_t head_dim);
 tm_status tmi_attention_cuda(const tmi_exec *ex, const tmi_attention_args *a);
 
 #endif

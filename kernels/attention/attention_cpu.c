@@ -6,7 +6,11 @@
  * thread's scratch, softmax subtracts the row maximum, all in fp32.
  *
  * Tasks are (sequence, row slice, head): a slice takes rows t = slice, slice + R,
- * ... so the long causal rows of a prefill spread evenly over the slices. */
+ * ... so the long causal rows of a prefill spread evenly over the slices.
+ *
+ * A row's output accumulates in fp32 on the stack, ATTN_DIMS dims at a time (one
+ * pass for head_dim <= ATTN_DIMS), and is stored as out_dtype: F32, or F16 / BF16
+ * rounded to nearest even. */
 #include "attention.h"
 
 #include <math.h>
@@ -20,6 +24,7 @@
 #endif
 
 enum { ATTN_ALIGN = 16 }; /* floats: each thread's scores start on a 64-byte line */
+enum { ATTN_DIMS = 256 };  /* output dims accumulated per pass over the values */
 
 typedef struct attn_job {
     const tmi_attention_args *a;
@@ -129,6 +134,21 @@ static float exp_shifted(float *scores, int32_t n, float mx)
     return sum;
 }
 
+/* out[i] = (acc[i] + add) * inv for i < n, as out_dtype. */
+static void store_out(void *out, tm_dtype dtype, int64_t idx, const float *acc, int32_t n, float add, float inv)
+{
+    if (dtype == TM_F16) {
+        uint16_t *o = (uint16_t *)out + idx;
+        for (int32_t i = 0; i < n; i++) o[i] = tmi_f32_to_f16((acc[i] + add) * inv);
+    } else if (dtype == TM_BF16) {
+        uint16_t *o = (uint16_t *)out + idx;
+        for (int32_t i = 0; i < n; i++) o[i] = tmi_f32_to_bf16((acc[i] + add) * inv);
+    } else {
+        float *o = (float *)out + idx;
+        for (int32_t i = 0; i < n; i++) o[i] = (acc[i] + add) * inv;
+    }
+}
+
 /* attend_row over a quantized cache.  With k = code*ks + kz the score is
  * ks * (q . code) + kz * sum(q); with v = code*vs + vz the output is
  * sum_j w_j vs_j code_j + sum_j w_j vz_j, the second term the same for every
@@ -142,7 +162,7 @@ static void attend_row_quant(const attn_job *job, const tmi_attn_seq *sq, int32_
     int32_t j0 = a->window > 0 && p - a->window + 1 > 0 ? p - a->window + 1 : 0;
     const uint8_t *base = c->base;
     const float *q = a->q + (int64_t)(sq->q_start + t) * a->ldq + (int64_t)h * d; /* [head_dim] */
-    float *out = a->out + (int64_t)(sq->q_start + t) * a->ldo + (int64_t)h * d;  /* [head_dim] */
+    int64_t o_idx = (int64_t)(sq->q_start + t) * a->ldo + (int64_t)h * d;         /* out[head_dim] */
     float qsum = 0.0f, sz[2];
     for (int32_t i = 0; i < d; i++) qsum += q[i];
 
@@ -156,17 +176,25 @@ static void attend_row_quant(const attn_job *job, const tmi_attn_seq *sq, int32_
         if (s > mx) mx = s;
     }
     float sum = exp_shifted(scores, p - j0 + 1, mx);
-    /* q is fully read by now (qsum too), so out may share its storage */
-    for (int32_t i = 0; i < d; i++) out[i] = 0.0f;
     float zacc = 0.0f;
     for (int32_t j = j0; j <= p; j++) {
-        int32_t block = sq->block_table[j / bl], slot = j % bl;
-        row_params(c, block, g, slot, 1, sz);
-        axpy_codes(out, scores[j - j0] * sz[0], base + tmi_kv_k_offset(c, block, g, slot) + c->v_offset, bits, d);
+        row_params(c, sq->block_table[j / bl], g, j % bl, 1, sz);
         zacc += scores[j - j0] * sz[1];
     }
-    float inv = 1.0f / sum;
-    for (int32_t i = 0; i < d; i++) out[i] = (out[i] + zacc) * inv;
+    /* q is fully read by now (qsum too), so out may share its storage */
+    float acc[ATTN_DIMS];
+    for (int32_t i0 = 0; i0 < d; i0 += ATTN_DIMS) { /* i0 is even: whole int4 bytes */
+        int32_t n = d - i0 < ATTN_DIMS ? d - i0 : ATTN_DIMS;
+        int64_t skip = bits == 8 ? i0 : i0 / 2;
+        for (int32_t i = 0; i < n; i++) acc[i] = 0.0f;
+        for (int32_t j = j0; j <= p; j++) {
+            int32_t block = sq->block_table[j / bl], slot = j % bl;
+            row_params(c, block, g, slot, 1, sz);
+            axpy_codes(acc, scores[j - j0] * sz[0], base + tmi_kv_k_offset(c, block, g, slot) + c->v_offset + skip,
+                       bits, n);
+        }
+        store_out(a->out, a->out_dtype, o_idx + i0, acc, n, zacc, 1.0f / sum);
+    }
 }
 
 /* One query row of one head.  scores: [p + 1] fp32 scratch. */
@@ -184,7 +212,7 @@ static void attend_row(const attn_job *job, const tmi_attn_seq *sq, int32_t t, i
     size_t es = c->dtype == TM_F16 ? 2 : 4;
     const char *base = c->base;
     const float *q = a->q + (int64_t)(sq->q_start + t) * a->ldq + (int64_t)h * d; /* [head_dim] */
-    float *out = a->out + (int64_t)(sq->q_start + t) * a->ldo + (int64_t)h * d;  /* [head_dim] */
+    int64_t o_idx = (int64_t)(sq->q_start + t) * a->ldo + (int64_t)h * d;         /* out[head_dim] */
 
     float mx = -INFINITY;
     for (int32_t j = j0; j <= p; j++) {
@@ -195,13 +223,16 @@ static void attend_row(const attn_job *job, const tmi_attn_seq *sq, int32_t t, i
     }
     float sum = exp_shifted(scores, p - j0 + 1, mx);
     /* q is fully read by now, so out may share its storage */
-    for (int32_t i = 0; i < d; i++) out[i] = 0.0f;
-    for (int32_t j = j0; j <= p; j++) {
-        int64_t off = tmi_kv_k_offset(c, sq->block_table[j / bl], g, j % bl) + c->v_offset;
-        axpy_row(out, scores[j - j0], base + off * es, c->dtype, d);
+    float acc[ATTN_DIMS];
+    for (int32_t i0 = 0; i0 < d; i0 += ATTN_DIMS) {
+        int32_t n = d - i0 < ATTN_DIMS ? d - i0 : ATTN_DIMS;
+        for (int32_t i = 0; i < n; i++) acc[i] = 0.0f;
+        for (int32_t j = j0; j <= p; j++) {
+            int64_t off = tmi_kv_k_offset(c, sq->block_table[j / bl], g, j % bl) + c->v_offset + i0;
+            axpy_row(acc, scores[j - j0], base + off * es, c->dtype, n);
+        }
+        store_out(a->out, a->out_dtype, o_idx + i0, acc, n, 0.0f, 1.0f / sum);
     }
-    float inv = 1.0f / sum;
-    for (int32_t i = 0; i < d; i++) out[i] *= inv;
 }
 
 static void attn_task(void *ctx, int64_t idx, int thread)
@@ -233,6 +264,8 @@ static tm_status attention_check(const tmi_exec *ex, const tmi_attention_args *a
         return tmi_fail(TM_ERR_INVALID_ARG, "attention: n_head must be a positive multiple of n_kv_head (%d), got %d",
                         c->n_kv_head, a->n_head);
     if (a->window < 0) return tmi_fail(TM_ERR_INVALID_ARG, "attention: window must be >= 0, got %d", a->window);
+    if (a->out_dtype != TM_F32 && a->out_dtype != TM_F16 && a->out_dtype != TM_BF16)
+        return tmi_fail(TM_ERR_UNSUPPORTED, "attention: out_dtype must be F32, F16 or BF16, got %d", (int)a->out_dtype);
     int64_t width = (int64_t)a->n_head * c->head_dim;
     if (!a->q || !a->out) return tmi_fail(TM_ERR_INVALID_ARG, "attention: q and out must not be NULL");
     if (a->ldq < width || a->ldo < width)

@@ -1,171 +1,113 @@
-// attention_cuda.cu - the CUDA twin of attention_cpu.c for F32 and F16 caches:
-// causal GQA attention of a ragged batch (prefill chunks and decode rows in one
-// launch) over the paged KV cache, fp32 throughout, online softmax.
+// attention_cuda.cu - the CUDA twin of attention_cpu.c: argument checks, the plan
+// of one call (which sequences run split-K, how many splits), its workspace, and
+// the launches; attention_rows_cuda.cu has the kernels.
 //
-// A block takes one sequence, one kv head g and kWarps (row, query head) pairs of
-// that head's group, pair i being row i / group, head g*group + i % group; so a
-// decode row's group heads share every K/V tile the block reads (GQA), and a
-// prefill's rows tile by kWarps / group.  Key tiles of kt tokens are gathered
-// through the block table into shared memory as fp32 (row stride head_dim + 1:
-// lane j reads key j's row without bank conflicts); in each warp lane j scores key
-// j, the warp takes the tile's max and sum by shuffles, rescales its accumulator
-// (lane owns dims lane + 32r) and adds the tile's p_j * v_j.
-//
-// Each row reads only keys in [max(0, p - window + 1), p]; the block loads the
-// union of its rows' ranges.  Long decode rows are one block each: split-K over
-// the sequence (flash-decoding) is the next step, not here.
+// A sequence with 1 <= q_len <= kDecodeMaxQ is a decode sequence: its key range
+// [kb_seq, kv_len) (kb_seq > 0 only under a sliding window) is cut into splits of
+// split_len keys, one block per (split, kv head, tile of (row, head) pairs).  The
+// number of splits comes from the longest decode range and the SM count: enough
+// blocks for kBlocksPerSm a multiprocessor, never more than the workspace cap
+// (kMaxSplits, ranges of at least kMinSplitLen keys, kMaxPartialRows states), which
+// depends on the batch alone so the workspace size does not depend on the device.
+// Longer sequences (prefill chunks) take one block per 8 pairs, without splits.
 #include <math.h>
 
-#include <cuda_fp16.h>
-
-#include "paged_kv_cuda.h"
-
-extern "C" {
-#include "paged_kv.h"
-}
+#include "attention_kernels_cuda.h"
 
 namespace {
 
-using tmi_kv_cuda::SeqMeta;
+using namespace tmi_attn_cuda;
+using tmi_kv_cuda::align256;
 
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
-constexpr int kMaxHeadDim = 256;
-constexpr int kDimRegs = kMaxHeadDim / 32;
-
-struct Params {
-    const SeqMeta *meta;
-    const int32_t *ids;
-    const float *q;
-    int64_t ldq;
-    float *out;
-    int64_t ldo;
-    const void *base;
-    int64_t block_stride, layer_offset, v_offset; // units (elements)
-    int32_t block_len, head_dim, group, window, kt;
-    float scale;
+// What a call needs, from the host's seqs alone.
+struct Batch {
+    int32_t group;
+    int32_t n_dec, q_slot, max_range; // decode sequences: count, longest q_len, longest key range
+    int64_t prefill_tiles;            // kPrefillPairs-pair tiles of the prefill sequences
+    int32_t split_cap;                // splits the partials have room for; 1: none
+    size_t meta, part_acc, part_ml, plan; // workspace parts in bytes, each a multiple of 256
 };
 
-__device__ inline float load(const float *p) { return *p; }
-__device__ inline float load(const __half *p) { return __half2float(*p); }
-
-__device__ inline float warp_max(float v)
+int32_t split_cap(int64_t n_seq, int32_t q_slot, int32_t n_head, int32_t max_range)
 {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
+    int64_t rows = n_seq * q_slot * n_head, cap = kMaxSplits;
+    int64_t by_len = ((int64_t)max_range + kMinSplitLen - 1) / kMinSplitLen, by_room = kMaxPartialRows / rows;
+    if (by_len < cap) cap = by_len;
+    if (by_room < cap) cap = by_room;
+    return cap < 1 ? 1 : (int32_t)cap;
 }
 
-__device__ inline float warp_sum(float v)
+// Tolerates unchecked arguments (the workspace functions run before any check).
+void batch_of(const tmi_attention_args *a, Batch *b)
 {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// Gathers keys [j0, j0 + kt) of kv head g (those <= kend) into ks / vs, fp32,
-// [kt][head_dim + 1]; rows past kend are zero.
-template <class T>
-__device__ void load_tile(const Params &P, const SeqMeta &m, int32_t g, int32_t j0, int32_t kend, float *ks, float *vs)
-{
-    const int32_t d = P.head_dim, ld = d + 1;
-    const T *base = static_cast<const T *>(P.base);
-    for (int32_t idx = threadIdx.x; idx < P.kt * d; idx += blockDim.x) {
-        const int32_t jj = idx / d, i = idx - jj * d, j = j0 + jj;
-        float kv = 0.0f, vv = 0.0f;
-        if (j <= kend) {
-            const int64_t block = P.ids[m.bt_off + j / P.block_len];
-            const int64_t off = block * P.block_stride + P.layer_offset +
-                                ((int64_t)g * P.block_len + j % P.block_len) * d + i;
-            kv = load(base + off);
-            vv = load(base + off + P.v_offset);
+    *b = Batch{};
+    b->group = a->n_head / a->cache.n_kv_head;
+    b->split_cap = 1;
+    for (int32_t s = 0; s < a->n_seq; s++) {
+        const tmi_attn_seq *sq = &a->seqs[s];
+        if (sq->q_len <= 0) continue;
+        if (sq->q_len > kDecodeMaxQ) {
+            b->prefill_tiles += ((int64_t)sq->q_len * b->group + kPrefillPairs - 1) / kPrefillPairs;
+            continue;
         }
-        ks[jj * ld + i] = kv;
-        vs[jj * ld + i] = vv;
+        int32_t hist = sq->kv_len - sq->q_len;
+        int32_t kb = a->window > 0 && hist - a->window + 1 > 0 ? hist - a->window + 1 : 0;
+        b->n_dec++;
+        if (sq->q_len > b->q_slot) b->q_slot = sq->q_len;
+        if (sq->kv_len - kb > b->max_range) b->max_range = sq->kv_len - kb;
     }
+    if (b->n_dec) b->split_cap = split_cap(a->n_seq, b->q_slot, a->n_head, b->max_range);
+    if (!a->meta_dev) b->meta = tmi_kv_cuda::meta_bytes(a->seqs, a->n_seq, a->cache.block_len);
+    if (b->split_cap > 1) {
+        size_t states = (size_t)a->n_seq * b->q_slot * a->n_head * b->split_cap;
+        b->part_acc = align256(states * a->cache.head_dim * sizeof(float));
+        b->part_ml = align256(states * 2 * sizeof(float));
+    }
+    b->plan = align256((size_t)b->prefill_tiles * 2 * sizeof(int32_t));
 }
 
-// grid: x = tile of kWarps pairs, y = kv head, z = sequence.  Dynamic shared
-// memory: ks, vs [kt][head_dim + 1] and qs [kWarps][head_dim], fp32.
-template <class T>
-__global__ void __launch_bounds__(kThreads) attention_kernel(Params P)
+// 16-, 8- or 4-byte loads need every row (and the online params) aligned.
+bool vector_layout(const tmi_kv_cache *c)
 {
-    extern __shared__ float smem[];
-    const int32_t d = P.head_dim, ld = d + 1;
-    float *ks = smem, *vs = ks + P.kt * ld, *qs = vs + P.kt * ld;
-    const SeqMeta m = P.meta[blockIdx.z];
-    const int32_t g = blockIdx.y, pairs = m.q_len * P.group, p0 = blockIdx.x * kWarps;
-    if (p0 >= pairs) return; // the whole block: no barrier is skipped by a part of it
-    const int32_t lane = threadIdx.x & 31, w = threadIdx.x >> 5, pi = p0 + w;
-    const bool active = pi < pairs;
-    const int32_t hist = m.kv_len - m.q_len;
-    const int32_t t = active ? pi / P.group : 0, h = g * P.group + (active ? pi % P.group : 0);
-    const int32_t p = hist + t, jlo = P.window > 0 && p - P.window + 1 > 0 ? p - P.window + 1 : 0;
-    const int32_t t_first = p0 / P.group, t_last = min(pairs - 1, p0 + kWarps - 1) / P.group;
-    const int32_t kend = hist + t_last;
-    const int32_t kbeg = P.window > 0 ? max(0, hist + t_first - P.window + 1) : 0;
-
-    float *qw = qs + w * d; // [head_dim]
-    if (active) {
-        const float *qr = P.q + (int64_t)(m.q_start + t) * P.ldq + (int64_t)h * d;
-        for (int32_t i = lane; i < d; i += 32) qw[i] = qr[i];
-    }
-    float acc[kDimRegs];
-#pragma unroll
-    for (int r = 0; r < kDimRegs; r++) acc[r] = 0.0f;
-    float mx = -INFINITY, sum = 0.0f;
-
-    for (int32_t j0 = kbeg; j0 <= kend; j0 += P.kt) {
-        __syncthreads(); // the last tile's readers are done (and qs is written)
-        load_tile<T>(P, m, g, j0, kend, ks, vs);
-        __syncthreads();
-        if (!active || j0 > p || j0 + P.kt <= jlo) continue; // warp-uniform
-        const int32_t j = j0 + lane;
-        const bool valid = lane < P.kt && j >= jlo && j <= p;
-        float s = -INFINITY;
-        if (valid) {
-            const float *kr = ks + lane * ld;
-            float dot = 0.0f;
-            for (int32_t i = 0; i < d; i++) dot += qw[i] * kr[i];
-            s = dot * P.scale;
-        }
-        const float mnew = fmaxf(mx, warp_max(s)); // finite: the tile holds a valid key
-        const float alpha = expf(mx - mnew);       // 0 on the first tile (mx = -inf)
-        const float e = valid ? expf(s - mnew) : 0.0f;
-        sum = sum * alpha + warp_sum(e);
-        mx = mnew;
-#pragma unroll
-        for (int r = 0; r < kDimRegs; r++) acc[r] *= alpha;
-        for (int32_t jj = 0; jj < P.kt; jj++) {
-            const float ej = __shfl_sync(0xffffffffu, e, jj);
-            if (ej == 0.0f) continue; // warp-uniform: masked keys
-            const float *vr = vs + jj * ld;
-#pragma unroll
-            for (int r = 0; r < kDimRegs; r++)
-                if (lane + 32 * r < d) acc[r] += ej * vr[lane + 32 * r];
-        }
-    }
-    if (!active) return;
-    // q of this (row, head) sits in qs, so out may share q's storage
-    float *orow = P.out + (int64_t)(m.q_start + t) * P.ldo + (int64_t)h * d;
-    const float inv = 1.0f / sum;
-#pragma unroll
-    for (int r = 0; r < kDimRegs; r++)
-        if (lane + 32 * r < d) orow[lane + 32 * r] = acc[r] * inv;
+    const bool online = tmi_kv_is_quant(c->dtype) && !c->qparams;
+    const int64_t unit = (int64_t)tmi_kv_unit_bytes(c->dtype);
+    const int64_t align = c->dtype == TM_F32 || c->dtype == TM_F16 ? 16 : c->dtype == TM_I8 || online ? 8 : 4;
+    const int64_t row = tmi_kv_row_units(c->dtype, c->head_dim);
+    if (c->head_dim % kChunk || (uintptr_t)c->base % (uintptr_t)align) return false;
+    const int64_t offs[4] = {c->block_stride, c->layer_offset, c->v_offset, row};
+    for (int i = 0; i < 4; i++)
+        if (offs[i] * unit % align) return false;
+    return !online || (int64_t)c->n_kv_head * c->block_len * row % 8 == 0;
 }
 
-tm_status attention_check(const tmi_exec *ex, const tmi_attention_args *a, int32_t *max_q_len)
+// out may be q itself (F32, same stride) or lie apart from it: any other overlap
+// lets one block's stores reach rows another block has not read yet.
+bool out_overlaps_q(const tmi_attention_args *a)
+{
+    int64_t n_tok = 0;
+    for (int32_t s = 0; s < a->n_seq; s++)
+        if (a->seqs[s].q_len > 0 && a->seqs[s].q_start + (int64_t)a->seqs[s].q_len > n_tok)
+            n_tok = a->seqs[s].q_start + (int64_t)a->seqs[s].q_len;
+    if (a->out_dtype == TM_F32 && a->ldo == a->ldq && a->out == (const void *)a->q) return false;
+    const char *q0 = (const char *)a->q, *q1 = q0 + n_tok * a->ldq * 4;
+    const char *o0 = (const char *)a->out, *o1 = o0 + n_tok * a->ldo * (int64_t)(a->out_dtype == TM_F32 ? 4 : 2);
+    return n_tok > 0 && o0 < q1 && q0 < o1;
+}
+
+tm_status attention_check(const tmi_exec *ex, const tmi_attention_args *a, Batch *b)
 {
     const tmi_kv_cache *c = &a->cache;
     tm_status st = tmi_kv_check_cache("attention_cuda", c);
     if (st != TM_OK) return st;
-    if (c->dtype != TM_F32 && c->dtype != TM_F16)
-        return tmi_fail(TM_ERR_UNSUPPORTED, "attention_cuda: kv cache dtype must be F32 or F16 (INT8/INT4 not yet), got %d",
-                        (int)c->dtype);
     if (c->head_dim > kMaxHeadDim)
         return tmi_fail(TM_ERR_UNSUPPORTED, "attention_cuda: head_dim must be <= %d, got %d", kMaxHeadDim, c->head_dim);
     if (a->n_head <= 0 || a->n_head % c->n_kv_head != 0)
         return tmi_fail(TM_ERR_INVALID_ARG, "attention_cuda: n_head must be a positive multiple of n_kv_head (%d), got %d",
                         c->n_kv_head, a->n_head);
     if (a->window < 0) return tmi_fail(TM_ERR_INVALID_ARG, "attention_cuda: window must be >= 0, got %d", a->window);
+    if (a->out_dtype != TM_F32 && a->out_dtype != TM_F16 && a->out_dtype != TM_BF16)
+        return tmi_fail(TM_ERR_UNSUPPORTED, "attention_cuda: out_dtype must be F32, F16 or BF16, got %d",
+                        (int)a->out_dtype);
     if (a->n_seq > 65535 || c->n_kv_head > 65535)
         return tmi_fail(TM_ERR_UNSUPPORTED, "attention_cuda: n_seq and n_kv_head must be <= 65535, got %d, %d", a->n_seq,
                         c->n_kv_head);
@@ -177,56 +119,163 @@ tm_status attention_check(const tmi_exec *ex, const tmi_attention_args *a, int32
                         (long long)width, (long long)a->ldq, (long long)a->ldo);
     int32_t max_kv_len;
     if ((st = tmi_kv_check_seqs("attention_cuda", a->seqs, a->n_seq, c->block_len, &max_kv_len)) != TM_OK) return st;
-    *max_q_len = 0;
-    for (int32_t s = 0; s < a->n_seq; s++)
-        if (a->seqs[s].q_len > *max_q_len) *max_q_len = a->seqs[s].q_len;
-    size_t need = tmi_attention_cuda_workspace(a->seqs, a->n_seq, c->block_len);
-    return *max_q_len ? tmi_kv_cuda::check_workspace("attention_cuda", ex, need) : TM_OK;
+    if (out_overlaps_q(a))
+        return tmi_fail(TM_ERR_INVALID_ARG,
+                        "attention_cuda: out must be q itself (out_dtype F32, ldo == ldq) or not overlap q");
+    batch_of(a, b);
+    if (b->prefill_tiles > INT32_MAX)
+        return tmi_fail(TM_ERR_UNSUPPORTED, "attention_cuda: %lld prefill tiles in one call (at most 2^31 - 1)",
+                        (long long)b->prefill_tiles);
+    if (b->n_dec == 0 && b->prefill_tiles == 0) return TM_OK;
+    return tmi_kv_cuda::check_workspace("attention_cuda", ex, b->meta + b->part_acc + b->part_ml + b->plan);
+}
+
+Kind kind_of(tm_dtype dtype)
+{
+    return dtype == TM_F32 ? KIND_F32 : dtype == TM_F16 ? KIND_F16 : dtype == TM_I8 ? KIND_I8 : KIND_I4;
+}
+
+// The launch parameters every kernel of the call shares.
+Params base_params(const tmi_attention_args *a, const int32_t *meta, const Batch &b)
+{
+    const tmi_kv_cache *c = &a->cache;
+    Params P = {};
+    P.meta = reinterpret_cast<const tmi_kv_cuda::SeqMeta *>(meta);
+    P.ids = meta + 4 * (int64_t)a->n_seq;
+    P.q = a->q;
+    P.ldq = a->ldq;
+    P.out = a->out;
+    P.ldo = a->ldo;
+    P.out_dtype = (int32_t)a->out_dtype;
+    P.base = c->base;
+    P.block_stride = c->block_stride;
+    P.layer_offset = c->layer_offset;
+    P.v_offset = c->v_offset;
+    P.row_units = tmi_kv_row_units(c->dtype, c->head_dim);
+    P.param_offset = (int64_t)c->n_kv_head * c->block_len * P.row_units;
+    P.qparams = tmi_kv_is_quant(c->dtype) ? c->qparams : NULL;
+    P.n_kv_head = c->n_kv_head;
+    P.head_dim = c->head_dim;
+    P.block_len = c->block_len;
+    P.bl_shift = -1;
+    for (int32_t sh = 0; sh < 31; sh++)
+        if ((int32_t)1 << sh == c->block_len) P.bl_shift = sh;
+    P.group = b.group;
+    P.window = a->window;
+    P.lpk = 1;
+    while (P.lpk * kChunk < c->head_dim) P.lpk <<= 1;
+    P.scale_log2 = a->scale * 1.4426950408889634f;
+    P.n_head = a->n_head;
+    P.q_slot = b.q_slot;
+    P.nsplit = 1;
+    return P;
+}
+
+// Splits for the decode sequences: from the SM count, within the workspace cap.
+tm_status plan_splits(const Batch &b, int maxr, Params *P)
+{
+    int dev = 0, sms = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e != cudaSuccess)
+        return tmi_fail(TM_ERR_DEVICE, "attention_cuda: reading the SM count failed: %s", cudaGetErrorString(e));
+    P->row_tiles = (b.q_slot * b.group + maxr - 1) / maxr;
+    int64_t blocks = (int64_t)b.n_dec * P->n_kv_head * P->row_tiles;
+    int64_t want = ((int64_t)kBlocksPerSm * sms + blocks - 1) / blocks;
+    int32_t nsplit = want < b.split_cap ? (int32_t)want : b.split_cap;
+    if (nsplit < 1) nsplit = 1;
+    int32_t len = b.max_range;
+    if (nsplit > 1) {
+        len = (b.max_range + nsplit - 1) / nsplit;
+        len = (len + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
+        nsplit = (b.max_range + len - 1) / len;
+    }
+    P->nsplit = nsplit;
+    P->split_len = len;
+    return TM_OK;
+}
+
+tm_status launched(cudaError_t e, const char *what)
+{
+    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "attention_cuda: %s launch failed: %s", what, cudaGetErrorString(e));
+    return TM_OK;
 }
 
 } // namespace
 
-extern "C" size_t tmi_attention_cuda_workspace(const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len)
+extern "C" size_t tmi_attention_cuda_workspace(const tmi_attention_args *a)
 {
-    return tmi_kv_cuda::meta_bytes(seqs, n_seq, block_len);
+    if (!a || a->n_seq <= 0 || !a->seqs || a->n_head <= 0 || a->cache.n_kv_head <= 0 || a->cache.block_len <= 0 ||
+        a->cache.head_dim <= 0)
+        return 0;
+    Batch b;
+    batch_of(a, &b);
+    if (b.n_dec == 0 && b.prefill_tiles == 0) return 0;
+    return b.meta + b.part_acc + b.part_ml + b.plan;
+}
+
+extern "C" size_t tmi_attention_cuda_workspace_bound(int32_t max_tok, int32_t max_seq, int32_t max_kv_len,
+                                                     int32_t block_len, int32_t n_head, int32_t head_dim)
+{
+    if (max_tok <= 0 || max_seq <= 0 || max_kv_len <= 0 || block_len <= 0 || n_head <= 0 || head_dim <= 0) return 0;
+    int64_t blocks = ((int64_t)max_kv_len + block_len - 1) / block_len;
+    size_t meta = align256((size_t)max_seq * (4 + (size_t)blocks) * sizeof(int32_t));
+    // split states: rows * cap <= kMaxPartialRows whenever cap > 1 (split_cap)
+    int64_t q_slot = max_tok < kDecodeMaxQ ? max_tok : kDecodeMaxQ;
+    int64_t by_len = ((int64_t)max_kv_len + kMinSplitLen - 1) / kMinSplitLen;
+    int64_t splits = by_len < kMaxSplits ? by_len : kMaxSplits;
+    int64_t states = (int64_t)max_seq * q_slot * n_head * splits;
+    if (states > kMaxPartialRows) states = kMaxPartialRows;
+    size_t part = splits > 1 ? align256((size_t)states * head_dim * sizeof(float)) +
+                                   align256((size_t)states * 2 * sizeof(float))
+                             : 0;
+    // prefill tiles: ceil(q_len * group / 8) summed, group <= n_head
+    size_t tiles = (size_t)max_tok * n_head / kPrefillPairs + (size_t)max_seq + 1;
+    return meta + part + align256(tiles * 2 * sizeof(int32_t));
 }
 
 extern "C" tm_status tmi_attention_cuda(const tmi_exec *ex, const tmi_attention_args *a)
 {
     if (!ex || !a) return tmi_fail(TM_ERR_INVALID_ARG, "attention_cuda: exec and args must not be NULL");
     if (a->n_seq == 0) return TM_OK;
-    int32_t max_q_len = 0;
-    tm_status st = attention_check(ex, a, &max_q_len);
-    if (st != TM_OK || max_q_len == 0) return st;
+    Batch b;
+    tm_status st = attention_check(ex, a, &b);
+    if (st != TM_OK || (b.n_dec == 0 && b.prefill_tiles == 0)) return st;
 
     const tmi_kv_cache *c = &a->cache;
     cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
-    if ((st = tmi_kv_cuda::pack("attention_cuda", a->seqs, a->n_seq, c->block_len, ex->workspace, stream)) != TM_OK)
+    const int32_t *meta;
+    if ((st = tmi_kv_cuda::device_meta("attention_cuda", a->meta_dev, a->seqs, a->n_seq, c->block_len, ex->workspace,
+                                       stream, &meta)) != TM_OK)
         return st;
-    Params P;
-    P.meta = static_cast<const SeqMeta *>(ex->workspace);
-    P.ids = static_cast<const int32_t *>(ex->workspace) + 4 * (int64_t)a->n_seq;
-    P.q = a->q;
-    P.ldq = a->ldq;
-    P.out = a->out;
-    P.ldo = a->ldo;
-    P.base = c->base;
-    P.block_stride = c->block_stride;
-    P.layer_offset = c->layer_offset;
-    P.v_offset = c->v_offset;
-    P.block_len = c->block_len;
-    P.head_dim = c->head_dim;
-    P.group = a->n_head / c->n_kv_head;
-    P.window = a->window;
-    P.kt = c->head_dim <= 128 ? 32 : 16; // keeps shared memory under the 48 KiB default
-    P.scale = a->scale;
-    size_t smem = ((size_t)2 * P.kt * (c->head_dim + 1) + (size_t)kWarps * c->head_dim) * sizeof(float);
-    int64_t tiles = ((int64_t)max_q_len * P.group + kWarps - 1) / kWarps;
-    if (tiles > INT32_MAX) return tmi_fail(TM_ERR_UNSUPPORTED, "attention_cuda: q_len * group too large");
-    dim3 grid((unsigned)tiles, (unsigned)c->n_kv_head, (unsigned)a->n_seq);
-    if (c->dtype == TM_F16) attention_kernel<__half><<<grid, kThreads, smem, stream>>>(P);
-    else attention_kernel<float><<<grid, kThreads, smem, stream>>>(P);
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "attention_cuda: launch failed: %s", cudaGetErrorString(e));
+    char *ws = static_cast<char *>(ex->workspace) + b.meta; // [partials][plan]
+    Params P = base_params(a, meta, b);
+    const Kind kind = kind_of(c->dtype);
+    const bool vec = vector_layout(c);
+    if (b.n_dec) {
+        int maxr = 1; // pairs a block: all of a decode row's group when they fit in 8
+        while (vec && maxr < 8 && maxr < b.q_slot * b.group) maxr <<= 1;
+        if (!vec) maxr = 8;
+        if ((st = plan_splits(b, maxr, &P)) != TM_OK) return st;
+        if ((int64_t)P.n_kv_head * P.row_tiles > 65535)
+            return tmi_fail(TM_ERR_UNSUPPORTED, "attention_cuda: n_head * q_len must be <= 65535 * 8 in decode rows");
+        if (P.nsplit > 1) {
+            P.part_acc = reinterpret_cast<float *>(ws);
+            P.part_ml = reinterpret_cast<float2 *>(ws + b.part_acc);
+        }
+        if ((st = launched(launch_decode(P, kind, vec, maxr, a->n_seq, stream), "decode")) != TM_OK) return st;
+        if (P.nsplit > 1 && (st = launched(launch_combine(P, a->n_seq, stream), "split merge")) != TM_OK) return st;
+    }
+    if (b.prefill_tiles) {
+        int2 *map = reinterpret_cast<int2 *>(ws + b.part_acc + b.part_ml);
+        if ((st = launched(launch_plan(P.meta, a->n_seq, b.group, b.prefill_tiles, map, stream), "prefill plan")) !=
+            TM_OK)
+            return st;
+        P.map = map;
+        P.nsplit = 1;
+        P.part_acc = NULL;
+        P.part_ml = NULL;
+        if ((st = launched(launch_prefill(P, kind, vec, b.prefill_tiles, stream), "prefill")) != TM_OK) return st;
+    }
     return TM_OK;
 }

@@ -90,4 +90,37 @@ static inline tm_status tmi_kv_check_seqs(const char *op, const tmi_attn_seq *se
     return TM_OK;
 }
 
+/* The batch metadata the CUDA ops read, as paged_kv_cuda.h documents it:
+ *   int32 meta[n_seq][4]  {q_start, q_len, kv_len, index in ids of the sequence's first block id}
+ *   int32 ids[]           every sequence's block table (ceil(kv_len / block_len) ids), in order.
+ * A forward fills it once per step (a pinned host buffer, one copy) and passes the
+ * device copy as meta_dev to every layer's kv_write and attention.  Plain host code;
+ * the sequences must have passed tmi_kv_check_seqs. */
+static inline size_t tmi_kv_meta_ints(const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len)
+{
+    if (n_seq <= 0 || !seqs || block_len <= 0) return 0;
+    size_t n = 4 * (size_t)n_seq;
+    for (int32_t s = 0; s < n_seq; s++)
+        if (seqs[s].kv_len > 0) n += (size_t)(((int64_t)seqs[s].kv_len + block_len - 1) / block_len);
+    return n;
+}
+
+/* Writes tmi_kv_meta_ints(seqs, n_seq, block_len) ints to dst. */
+static inline void tmi_kv_meta_fill(int32_t *dst, const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len)
+{
+    if (n_seq <= 0 || !seqs || block_len <= 0) return;
+    int32_t *ids = dst + 4 * (size_t)n_seq;
+    int64_t off = 0;
+    for (int32_t s = 0; s < n_seq; s++) {
+        const tmi_attn_seq *sq = &seqs[s];
+        int64_t nb = sq->kv_len > 0 ? ((int64_t)sq->kv_len + block_len - 1) / block_len : 0;
+        dst[4 * s + 0] = sq->q_start;
+        dst[4 * s + 1] = sq->q_len;
+        dst[4 * s + 2] = sq->kv_len;
+        dst[4 * s + 3] = (int32_t)off;
+        if (nb) memcpy(ids + off, sq->block_table, (size_t)nb * sizeof(int32_t));
+        off += nb;
+    }
+}
+
 #endif

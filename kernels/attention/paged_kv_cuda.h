@@ -2,14 +2,15 @@
 // CUDA attention and kv_write kernels (internal to kernels/, included by .cu only).
 //
 // The caller's tmi_attn_seq array and block tables are host memory (the
-// scheduler's own); the kernels need them on the device, and kernels never
-// allocate, so they are packed into the start of ex->workspace:
+// scheduler's own); the kernels read this layout on the device:
 //   int32 meta[n_seq][4]   {q_start, q_len, kv_len, first block id's index in ids}
 //   int32 ids[total]       every sequence's block table, one after another
-// through a small host buffer on the stack, flushed with cudaMemcpyAsync on the
-// op's stream.  A copy from pageable memory has consumed its source when the call
-// returns, so the buffer can be refilled at once; it is not capturable in a CUDA
-// graph, which is why the engine will later build this once per step itself.
+// (tmi_kv_meta_ints / tmi_kv_meta_fill in paged_kv.h build it on the host).  A
+// forward builds it once per step and passes the device copy as meta_dev; without
+// it the op packs it into the start of ex->workspace through a small host buffer on
+// the stack, flushed with cudaMemcpyAsync on the op's stream.  A copy from pageable
+// memory has consumed its source when the call returns, so the buffer can be
+// refilled at once; it is not capturable in a CUDA graph, which meta_dev is for.
 #ifndef TMI_PAGED_KV_CUDA_H
 #define TMI_PAGED_KV_CUDA_H
 
@@ -17,6 +18,7 @@
 
 extern "C" {
 #include "attention.h"
+#include "paged_kv.h"
 }
 
 namespace tmi_kv_cuda {
@@ -33,11 +35,10 @@ inline int64_t blocks_of(const tmi_attn_seq *sq, int32_t block_len)
 // Bytes of the packed metadata (rounded to 256 so what follows stays aligned).
 inline size_t meta_bytes(const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len)
 {
-    if (n_seq <= 0 || !seqs || block_len <= 0) return 0;
-    int64_t ints = 4 * (int64_t)n_seq;
-    for (int32_t s = 0; s < n_seq; s++) ints += blocks_of(&seqs[s], block_len);
-    return (size_t)((ints * 4 + 255) / 256 * 256);
+    return (tmi_kv_meta_ints(seqs, n_seq, block_len) * 4 + 255) / 256 * 256;
 }
+
+inline size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
 class Packer {
   public:
@@ -86,6 +87,19 @@ inline tm_status pack(const char *op, const tmi_attn_seq *seqs, int32_t n_seq, i
     if (e == cudaSuccess) e = pk.flush();
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "%s: copying the block tables failed: %s", op, cudaGetErrorString(e));
     return TM_OK;
+}
+
+// The device metadata of one call: the caller's meta_dev as is, or the batch packed
+// into the start of ws (which then holds meta_bytes() of it).
+inline tm_status device_meta(const char *op, const int32_t *meta_dev, const tmi_attn_seq *seqs, int32_t n_seq,
+                             int32_t block_len, void *ws, cudaStream_t stream, const int32_t **meta)
+{
+    if (meta_dev) {
+        *meta = meta_dev;
+        return TM_OK;
+    }
+    *meta = static_cast<const int32_t *>(ws);
+    return pack(op, seqs, n_seq, block_len, ws, stream);
 }
 
 // Workspace check shared by both ops.

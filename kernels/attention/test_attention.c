@@ -7,6 +7,7 @@
 
 #include "harness.h"
 #include "kernels/attention/attention.h"
+#include "kernels/attention/paged_kv.h"
 #include "kernels/registry.h"
 #include "runtime/threadpool.h"
 
@@ -273,12 +274,92 @@ static void test_attention_errors(void)
     fixture_free(&f);
 }
 
+/* F16 / BF16 out: the same fp32 row, rounded to nearest even (bit for bit what the
+ * F32 run gives, converted), and nothing written past each row's width. */
+static void test_attention_out_dtype(void)
+{
+    static const attn_case cases[] = {
+        {8, 2, 32, 16, 0, TM_F16, 3, {0, 40, 15}, {33, 1, 17}},
+        {4, 1, 300, 3, 4, TM_F32, 2, {10, 0}, {3, 13}}, /* head_dim > one 256-dim pass */
+        {2, 1, 8, 16, 0, TM_I8, 1, {0}, {1}},
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        attn_case c = cases[ci];
+        int quant = c.dtype == TM_I8;
+        if (quant) c.dtype = TM_F32; /* the fixture builds float pools; the quantized kinds below */
+        attn_fixture f;
+        fixture_build(&f, &c);
+        tmi_kv_cache cache = f.cache;
+        uint8_t *qpool = NULL;
+        float qp[4] = {0.02f, 0.1f, 0.03f, -0.2f};
+        if (quant) { /* static INT8 codes from a counter: any codes are valid */
+            int64_t half = tmi_kv_half_units(TM_I8, 1, c.block_len, c.head_dim, 0);
+            cache = (tmi_kv_cache){.dtype = TM_I8, .n_kv_head = 1, .head_dim = c.head_dim, .block_len = c.block_len,
+                                   .block_stride = 2 * half, .v_offset = half, .qparams = qp};
+            qpool = malloc((size_t)(8 * 2 * half));
+            for (int64_t i = 0; i < 8 * 2 * half; i++) qpool[i] = (uint8_t)(i * 37 + 11);
+            cache.base = qpool;
+        }
+        int64_t width = (int64_t)c.n_head * c.head_dim, ldq = width + 3, ldo = width + 2;
+        float *q = malloc((size_t)(f.n_tok * ldq) * sizeof *q), *o32 = malloc((size_t)(f.n_tok * ldo) * sizeof *o32);
+        uint16_t *o16 = malloc((size_t)(f.n_tok * ldo) * sizeof *o16);
+        tt_fill_random(q, f.n_tok * ldq, 31 + ci);
+        size_t ws_bytes = tmi_attention_cpu_workspace(f.max_kv_len, tmi_pool_threads(pool2));
+        void *ws = malloc(ws_bytes);
+        tmi_exec ex = {.backend = TM_BACKEND_CPU, .pool = pool2, .workspace = ws, .workspace_bytes = ws_bytes};
+        tmi_attention_args a = {.n_seq = c.n_seq, .seqs = f.seqs, .n_head = c.n_head, .q = q, .ldq = ldq, .out = o32,
+                                .ldo = ldo, .cache = cache, .scale = 1.0f / sqrtf((float)c.head_dim)};
+        CHECK_STATUS(tmi_attention_cpu(&ex, &a), TM_OK);
+        for (int k = 0; k < 2; k++) {
+            tm_dtype dt = k ? TM_BF16 : TM_F16;
+            for (int64_t i = 0; i < f.n_tok * ldo; i++) o16[i] = 0xabcd;
+            a.out = o16;
+            a.out_dtype = dt;
+            CHECK_STATUS(tmi_attention_cpu(&ex, &a), TM_OK);
+            int64_t bad = 0, pad = 0;
+            for (int64_t r = 0; r < f.n_tok; r++)
+                for (int64_t e = 0; e < ldo; e++) {
+                    uint16_t want = dt == TM_F16 ? tmi_f32_to_f16(o32[r * ldo + e]) : tmi_f32_to_bf16(o32[r * ldo + e]);
+                    if (e < width) bad += o16[r * ldo + e] != want;
+                    else pad += o16[r * ldo + e] != 0xabcd;
+                }
+            if (!CHECK(bad == 0) || !CHECK(pad == 0))
+                fprintf(stderr, "  case %zu %s: %lld wrong, %lld padding written\n", ci, tm_dtype_name(dt),
+                        (long long)bad, (long long)pad);
+        }
+        a.out_dtype = TM_I8;
+        CHECK_STATUS(tmi_attention_cpu(&ex, &a), TM_ERR_UNSUPPORTED);
+        CHECK(strstr(tm_last_error(), "out_dtype") != NULL);
+        free(q), free(o32), free(o16), free(ws), free(qpool);
+        fixture_free(&f);
+    }
+}
+
+/* tmi_kv_meta_fill: meta[n_seq][4] then the block tables back to back. */
+static void test_kv_meta_layout(void)
+{
+    int32_t t0[3] = {7, 2, 9}, t2[1] = {4};
+    tmi_attn_seq seqs[3] = {{.q_start = 0, .q_len = 1, .kv_len = 33, .block_table = t0},
+                            {.q_start = 1, .q_len = 0, .kv_len = 0, .block_table = NULL},
+                            {.q_start = 1, .q_len = 5, .kv_len = 5, .block_table = t2}};
+    CHECK(tmi_kv_meta_ints(seqs, 3, 16) == 12 + 3 + 0 + 1);
+    CHECK(tmi_kv_meta_ints(seqs, 0, 16) == 0);
+    int32_t buf[17];
+    buf[16] = -77;
+    tmi_kv_meta_fill(buf, seqs, 3, 16);
+    const int32_t want[16] = {0, 1, 33, 0, 1, 0, 0, 3, 1, 5, 5, 3, 7, 2, 9, 4};
+    CHECK(memcmp(buf, want, sizeof want) == 0);
+    CHECK(buf[16] == -77);
+}
+
 int main(void)
 {
     if (tmi_pool_create(2, &pool2) != TM_OK || tmi_pool_create(3, &pool3) != TM_OK) return 1;
     RUN(test_attention_cases);
     RUN(test_attention_in_place);
     RUN(test_attention_errors);
+    RUN(test_attention_out_dtype);
+    RUN(test_kv_meta_layout);
     tmi_pool_destroy(pool2);
     tmi_pool_destroy(pool3);
     return tt_finish();

@@ -1,101 +1,158 @@
 /* cutest_kv_write.c - tmi_kv_write_cuda against tmi_kv_write_cpu on the GPU
- * machine: F32 and F16 pools poisoned with NaN, ragged batches with shuffled
- * block tables, rows landing mid-block after a history; the whole pool must come
- * out bit-identical (slots nobody writes stay NaN on both sides). */
+ * machine: F32, F16, INT8 and INT4 pools (online and static params) poisoned with
+ * 0xff bytes (NaN for the float kinds), ragged batches with shuffled block tables,
+ * rows landing mid-block after a history, aligned and misaligned layouts, a
+ * constant row (zero scale) and static params that clamp; the packed-metadata and
+ * meta_dev paths.  The whole pool must come out bit-identical. */
 #include "harness.h"
 #include "kernels/attention/cutest_paged_kv.h"
 #include "kernels/kv_write/kv_write.h"
 #include "kernels/registry.h"
 
-/* Both twins store fp32 as is or round to nearest even fp16: exact agreement. */
+/* Both twins store fp32 as is, round to nearest even fp16, or code with the same
+ * fp32 operations (kv_quant.h): exact agreement. */
 #define CU_KV_WRITE_MISMATCH_TOL 0
 
+enum { KV_F32, KV_F16, KV_I8, KV_I8_STATIC, KV_I4, KV_I4_STATIC, KV_KINDS };
+static const char *const kv_names[KV_KINDS] = {"F32", "F16", "I8", "I8 static", "INT4", "INT4 static"};
+static int64_t mismatched_total[KV_KINDS];
+
 typedef struct kv_case {
-    int32_t n_seq, n_kv_head, head_dim, block_len;
-    int32_t q_len[CU_MAX_SEQ], kv_len[CU_MAX_SEQ];
+    int32_t n_seq, n_kv_head, head_dim, block_len, aligned;
+    int32_t q_len[8], kv_len[8];
 } kv_case;
 
-static void run_case(const kv_case *kc, tm_dtype dt)
+static tm_dtype kv_dtype(int kind)
 {
+    return kind == KV_F32 ? TM_F32 : kind == KV_F16 ? TM_F16 : kind <= KV_I8_STATIC ? TM_I8 : TMI_KV_INT4;
+}
+
+static int kv_static(int kind) { return kind == KV_I8_STATIC || kind == KV_I4_STATIC; }
+
+/* Static params that cover 80% of each head's range: the tails clamp. */
+static void clamping_params(const kv_case *kc, const float *k, const float *v, int64_t ld, int32_t n_tok, int bits,
+                            float *qp)
+{
+    for (int32_t g = 0; g < kc->n_kv_head; g++)
+        for (int isv = 0; isv < 2; isv++) {
+            const float *x = isv ? v : k;
+            float mn = INFINITY, mx = -INFINITY;
+            for (int32_t i = 0; i < n_tok; i++)
+                for (int32_t e = 0; e < kc->head_dim; e++) {
+                    float y = x[i * ld + (int64_t)g * kc->head_dim + e];
+                    mn = y < mn ? y : mn;
+                    mx = y > mx ? y : mx;
+                }
+            qp[2 * isv * kc->n_kv_head + g] = 0.8f * (mx - mn) / (float)((1 << bits) - 1);
+            qp[(2 * isv + 1) * kc->n_kv_head + g] = 0.5f * (mn + mx);
+        }
+}
+
+static void run_case(const kv_case *kc, int kind, int use_meta)
+{
+    tm_dtype dt = kv_dtype(kind);
     cu_batch b;
     if (!CHECK(cu_batch_make(&b, kc->n_seq, kc->q_len, kc->kv_len, kc->n_kv_head, kc->head_dim, kc->block_len, dt,
-                             (unsigned long long)(kc->n_seq * 131 + kc->head_dim + dt))))
+                             !kv_static(kind), kc->aligned, (unsigned long long)(kc->n_seq * 131 + kc->head_dim + kind))))
         return;
     int64_t width = (int64_t)kc->n_kv_head * kc->head_dim, ld = width + 1;
-    size_t es = dt == TM_F32 ? 4 : 2, pool_bytes = (size_t)b.pool_units * es, kv_bytes = (size_t)(b.n_tok * ld + 1) * 4;
-    float *k = malloc(kv_bytes), *v = malloc(kv_bytes);
-    void *ref = malloc(pool_bytes), *got = malloc(pool_bytes);
-    tt_fill_random(k, (long)(b.n_tok * ld + 1), 11);
-    tt_fill_random(v, (long)(b.n_tok * ld + 1), 12);
-    for (int64_t i = 0; i < b.pool_units; i++) {
-        if (dt == TM_F32) ((float *)ref)[i] = NAN;
-        else ((uint16_t *)ref)[i] = 0x7e00u; /* fp16 NaN */
-    }
-    memcpy(got, ref, pool_bytes);
+    size_t kv_bytes = (size_t)(b.n_tok * ld + 1) * 4;
+    float *k = malloc(kv_bytes), *v = malloc(kv_bytes), qp[4 * 64];
+    void *ref = malloc(b.pool_bytes), *got = malloc(b.pool_bytes);
+    size_t meta_ints = tmi_kv_meta_ints(b.seqs, b.n_seq, kc->block_len);
+    int32_t *meta = malloc((meta_ints + 1) * sizeof(int32_t));
+    if (!CHECK(k && v && ref && got && meta)) goto done;
+    tt_fill_random(k, (long)(b.n_tok * ld + 1), 11 + (unsigned long long)kind);
+    tt_fill_random(v, (long)(b.n_tok * ld + 1), 12 + (unsigned long long)kind);
+    for (int64_t i = 0; i < b.n_tok * ld; i++) k[i] = 3.0f * k[i] + 0.5f; /* off-centre, like real keys */
+    if (b.n_tok > 0)
+        for (int32_t e = 0; e < kc->head_dim; e++) v[e] = 0.375f; /* a constant row: scale 0 */
+    if (kv_static(kind)) clamping_params(kc, k, v, ld, b.n_tok, dt == TM_I8 ? 8 : 4, qp);
+    memset(ref, 0xff, b.pool_bytes);
+    memcpy(got, ref, b.pool_bytes);
     tmi_kv_cache cache = b.cache;
     cache.base = ref;
+    cache.qparams = kv_static(kind) ? qp : NULL;
     tmi_exec cpu = {.backend = TM_BACKEND_CPU};
     tmi_kv_write_args a = {.n_seq = b.n_seq, .seqs = b.seqs, .k = k, .ldk = ld, .v = v, .ldv = ld, .cache = cache};
     int ok = CHECK_STATUS(tmi_kv_write_cpu(&cpu, &a), TM_OK);
-    size_t ws_bytes = tmi_kv_write_cuda_workspace(b.seqs, b.n_seq, kc->block_len);
-    void *dk = cu_upload(k, kv_bytes), *dv = cu_upload(v, kv_bytes), *dpool = cu_upload(got, pool_bytes);
-    void *dws = cu_upload(NULL, ws_bytes);
-    ok = ok && dk && dv && dpool && dws;
+    tmi_kv_meta_fill(meta, b.seqs, b.n_seq, kc->block_len);
+    size_t ws_bytes = use_meta ? 0 : tmi_kv_write_cuda_workspace(b.seqs, b.n_seq, kc->block_len);
+    void *dk = cu_upload(k, kv_bytes), *dv = cu_upload(v, kv_bytes), *dpool = cu_upload(got, b.pool_bytes);
+    void *dws = ws_bytes ? cu_upload(NULL, ws_bytes) : NULL, *dqp = kv_static(kind) ? cu_upload(qp, sizeof qp) : NULL;
+    void *dmeta = use_meta ? cu_upload(meta, (meta_ints + 1) * sizeof(int32_t)) : NULL;
+    ok = ok && dk && dv && dpool && (dws || !ws_bytes) && (dqp || !kv_static(kind)) && (dmeta || !use_meta);
     if (ok) {
         tmi_exec gpu = {.backend = TM_BACKEND_CUDA, .workspace = dws, .workspace_bytes = ws_bytes};
         a.k = dk;
         a.v = dv;
         a.cache.base = dpool;
-        ok = CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_OK) && cu_download(got, dpool, pool_bytes);
+        a.cache.qparams = dqp;
+        a.meta_dev = dmeta;
+        ok = CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_OK) && cu_download(got, dpool, b.pool_bytes);
     }
     if (ok) {
+        size_t es = tmi_kv_unit_bytes(dt);
         int64_t mismatched = 0;
         for (int64_t i = 0; i < b.pool_units; i++) mismatched += memcmp((char *)got + i * es, (char *)ref + i * es, es) != 0;
+        mismatched_total[kind] += mismatched;
         if (!CHECK(mismatched <= CU_KV_WRITE_MISMATCH_TOL))
-            fprintf(stderr, "  n_seq=%d kv_heads=%d head_dim=%d block_len=%d %s: %lld of %lld units differ\n", kc->n_seq,
-                    kc->n_kv_head, kc->head_dim, kc->block_len, tm_dtype_name(dt), (long long)mismatched,
-                    (long long)b.pool_units);
+            fprintf(stderr, "  n_seq=%d kv_heads=%d head_dim=%d block_len=%d aligned=%d %s meta_dev=%d: %lld of %lld "
+                            "units differ\n",
+                    kc->n_seq, kc->n_kv_head, kc->head_dim, kc->block_len, kc->aligned, kv_names[kind], use_meta,
+                    (long long)mismatched, (long long)b.pool_units);
     }
     tmi_cuda_free(dk);
     tmi_cuda_free(dv);
     tmi_cuda_free(dpool);
     tmi_cuda_free(dws);
-    free(k); free(v); free(ref); free(got);
+    tmi_cuda_free(dqp);
+    tmi_cuda_free(dmeta);
+done:
+    free(k), free(v), free(ref), free(got), free(meta);
     cu_batch_free(&b);
 }
 
 static void test_cuda_kv_write_shapes(void)
 {
     static const kv_case cases[] = {
-        {1, 1, 2, 1, {1}, {1}},
-        {3, 2, 64, 16, {1, 33, 0}, {17, 100, 5}},
-        {5, 8, 128, 32, {1, 1, 1, 257, 3}, {1, 64, 1000, 257, 40}},
-        {2, 4, 80, 7, {13, 1}, {29, 8}},
-        {1, 1, 256, 64, {2048}, {4096}},
+        {1, 1, 2, 1, 0, {1}, {1}},
+        {3, 2, 64, 16, 1, {1, 33, 0}, {17, 100, 5}},
+        {5, 8, 128, 32, 1, {1, 1, 1, 257, 3}, {1, 64, 1000, 257, 40}},
+        {2, 4, 80, 7, 0, {13, 1}, {29, 8}},
+        {1, 1, 256, 64, 1, {2048}, {4096}},
+        {4, 32, 128, 64, 1, {1, 1, 17, 1}, {1, 65, 300, 4096}}, /* Llama-2-7B rows */
+        {2, 3, 34, 5, 0, {9, 4}, {31, 4}},                      /* odd sizes, misaligned */
     };
-    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-        run_case(&cases[c], TM_F32);
-        run_case(&cases[c], TM_F16);
-    }
-    printf("worst kv_write F32/F16: bit-identical pools (%d checks)\n", tt_checks);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int kind = 0; kind < KV_KINDS; kind++) {
+            run_case(&cases[c], kind, 0);
+            run_case(&cases[c], kind, 1);
+        }
+    printf("worst kv_write F32/F16/I8/INT4 (online, static), packed and meta_dev: %lld/%lld/%lld+%lld/%lld+%lld units "
+           "differ (bit-identical pools when 0)\n",
+           (long long)mismatched_total[KV_F32], (long long)mismatched_total[KV_F16], (long long)mismatched_total[KV_I8],
+           (long long)mismatched_total[KV_I8_STATIC], (long long)mismatched_total[KV_I4],
+           (long long)mismatched_total[KV_I4_STATIC]);
 }
 
 static void test_cuda_kv_write_args(void)
 {
     int32_t q_len[1] = {2}, kv_len[1] = {4};
     cu_batch b;
-    if (!CHECK(cu_batch_make(&b, 1, q_len, kv_len, 1, 4, 4, TM_I8, 1))) return;
+    if (!CHECK(cu_batch_make(&b, 1, q_len, kv_len, 1, 4, 4, TM_I8, 1, 1, 1))) return;
     float dummy[8];
     tmi_exec gpu = {.backend = TM_BACKEND_CUDA};
     tmi_kv_write_args a = {.n_seq = 1, .seqs = b.seqs, .k = dummy, .ldk = 4, .v = dummy, .ldv = 4, .cache = b.cache};
     a.cache.base = dummy;
-    a.cache.v_offset = 4 * 4 + 8 * 4; /* room for the online params */
-    a.cache.block_stride = 4 * a.cache.v_offset;
-    CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_ERR_UNSUPPORTED); /* INT8: not on CUDA yet */
+    CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_ERR_INVALID_ARG); /* INT8 is fine; no workspace */
+    a.cache.v_offset = 4 * 4; /* online params do not fit */
+    CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_ERR_INVALID_ARG);
     a.cache = b.cache;
-    a.cache.dtype = TM_F32;
+    a.cache.dtype = TM_BF16;
     a.cache.base = dummy;
-    CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_ERR_INVALID_ARG); /* no workspace */
+    CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_ERR_UNSUPPORTED);
+    a.cache.dtype = TM_I8;
     b.seqs[0].q_len = 5;
     CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_ERR_INVALID_ARG); /* q_len > kv_len */
     cu_batch_free(&b);
