@@ -8,7 +8,8 @@
 
 typedef struct tmi_gemm_args {
     int64_t m, n, k;
-    const float *a;   /* [m][lda], fp32; the first k columns are read */
+    const void *a;    /* [m][lda], a_dtype; the first k columns are read */
+    tm_dtype a_dtype; /* F32 (0, the default), or F16 / BF16 when equal to b_dtype */
     int64_t lda;
     const void *b;    /* [k][ldb], b_dtype in {F32, F16, BF16}; the first n columns */
     tm_dtype b_dtype;
@@ -25,11 +26,46 @@ size_t tmi_gemm_cpu_workspace(int64_t m, int64_t n, int64_t k, int threads);
 tm_status tmi_gemm_cpu(const tmi_exec *ex, const tmi_gemm_args *a);
 
 /* CUDA twin: a, b, bias and c are device pointers; ex->blas is a cuBLAS handle
- * (made by tmi_gemm_cuda_blas_create), ex->stream the stream it runs on.  A 16-bit
- * B has A rounded to B's dtype in the workspace first (cuBLAS multiplies equal
- * operand types), so the 16-bit path differs from the CPU twin by that rounding. */
+ * (made by tmi_gemm_cuda_blas_create), ex->stream the stream it runs on.
+ *
+ * Two paths for a 16-bit B:
+ *  - m <= the small-m cut (TMI_GEMM_SMALL_M_DEFAULT for an fp32 A,
+ *    TMI_GEMM_SMALL_M_DEFAULT_A16 for a 16-bit one, or $TMRUN_GEMM_SMALL_M for
+ *    both, read at each call: 0 never, 1 .. TMI_GEMM_SMALL_M_LIMIT up to that m): a
+ *    bandwidth-bound kernel of its own (gemm_small_cuda.cu).  It reads A as given
+ *    (fp32 or 16-bit), so it matches the CPU twin to fp32 summation order.  It
+ *    needs B 16-byte aligned with ldb a multiple of 8; other B take cuBLAS.
+ *  - otherwise cuBLAS.  cuBLAS multiplies equal operand types, so an fp32 A is
+ *    first rounded to B's dtype in the workspace (and differs from the CPU twin
+ *    by that rounding); a 16-bit A goes to cuBLAS as it is.
+ * An fp32 B is always cuBLAS, in plain fp32 (not TF32).
+ *
+ * The workspace (16-byte aligned) holds the rounded A and the small-m kernel's
+ * k-split partial sums.  Its size assumes an fp32 A (the larger need), does not
+ * depend on n (the kernel caps its grid instead), and never decreases as m or k
+ * grow, so one sized for the largest shape serves every smaller one. */
+enum {
+    TMI_GEMM_SMALL_M_DEFAULT = 1,     /* the cut for an fp32 A, from H200 timings: gemm_small_cuda.cu */
+    TMI_GEMM_SMALL_M_DEFAULT_A16 = 0, /* and for a 16-bit A, which cuBLAS takes as it is: a tie, so cuBLAS */
+    TMI_GEMM_SMALL_M_LIMIT = 16   /* the largest m the small-m kernel handles */
+};
 size_t tmi_gemm_cuda_workspace(int64_t m, int64_t k, tm_dtype b_dtype);
 tm_status tmi_gemm_cuda(const tmi_exec *ex, const tmi_gemm_args *a);
+
+/* Which CUDA path runs: AUTO is tmi_gemm_cuda's choice; BLAS forces cuBLAS;
+ * SMALL_M forces the small-m kernel and fails with TM_ERR_UNSUPPORTED where it
+ * cannot run (B not 16-bit, m > TMI_GEMM_SMALL_M_LIMIT, B misaligned).  For tests
+ * and benchmarks. */
+typedef enum tmi_gemm_path { TMI_GEMM_PATH_AUTO, TMI_GEMM_PATH_BLAS, TMI_GEMM_PATH_SMALL_M } tmi_gemm_path;
+tm_status tmi_gemm_cuda_path(const tmi_exec *ex, const tmi_gemm_args *a, tmi_gemm_path path);
+
+/* Benchmark: runs args[r % n_args] for r in [0, warmup + reps) on ex->stream (one
+ * args per weight copy, so that B comes from DRAM and not from L2), times each of
+ * the last reps with CUDA events, and returns the median in milliseconds.
+ * Synchronises the stream.  n_args >= 1, reps in [1, 10000]. */
+tm_status tmi_gemm_cuda_time(const tmi_exec *ex, const tmi_gemm_args *args, int n_args, tmi_gemm_path path,
+                             int reps, double *median_ms);
+
 /* A cuBLAS handle for ex->blas, and its release (NULL-safe). */
 tm_status tmi_gemm_cuda_blas_create(void **blas);
 void tmi_gemm_cuda_blas_destroy(void *blas);

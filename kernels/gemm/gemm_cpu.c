@@ -15,6 +15,10 @@
  * Both thread over tasks of C (blocks of columns, and of rows when m is large).
  * Without AVX2 a plain scalar loop does the same work.
  *
+ * A is fp32 or of B's 16-bit dtype, converted exactly to fp32 where it is read
+ * (the A pack, the GEMV broadcasts); an fp32 A takes the same instructions as
+ * before 16-bit A existed, so its results are bit for bit those.
+ *
  * tmi_gemm_cpu_workspace() never decreases when m, n, k or threads grow, so a
  * workspace sized for the largest product serves every smaller one. */
 #include "gemm.h"
@@ -71,6 +75,15 @@ TMI_INLINE __m256 load8(const void *p, tm_dtype dtype, int64_t i)
     return _mm256_loadu_ps((const float *)p + i);
 }
 
+/* Element i of a F32/F16/BF16 vector, as fp32, through F16C rather than the
+ * portable bit twiddling (both exact). */
+TMI_INLINE float load1(const void *p, tm_dtype dtype, int64_t i)
+{
+    if (dtype == TM_F16) return _cvtsh_ss(((const uint16_t *)p)[i]);
+    if (dtype == TM_BF16) return tmi_bf16_to_f32(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+
 /* ---- blocked path --------------------------------------------------------------- */
 
 typedef struct gemm_plan {
@@ -120,7 +133,7 @@ static void pack_b(const tmi_gemm_args *g, int64_t k0, int64_t kc, int64_t j0, i
     }
 }
 
-/* Packs A[i0 .. i1)[k0 .. k0+kc) as strips ap[ceil(rows/6)][kc][6], zero-padded.
+/* Packs A[i0 .. i1)[k0 .. k0+kc) as fp32 strips ap[ceil(rows/6)][kc][6], zero-padded.
  * Unpacked, the 6 rows of a strip sit lda apart; with lda a multiple of 4 KiB they
  * all fall into one cache set and evict each other. */
 static void pack_a(const tmi_gemm_args *g, int64_t i0, int64_t i1, int64_t k0, int64_t kc, float *ap)
@@ -129,11 +142,13 @@ static void pack_a(const tmi_gemm_args *g, int64_t i0, int64_t i1, int64_t k0, i
         int64_t mr = min64(GEMM_MR, i1 - i);
         float *dst = ap + ((i - i0) / GEMM_MR) * kc * GEMM_MR;
         for (int64_t r = 0; r < GEMM_MR; r++) {
-            const float *src = g->a + (i + r) * g->lda + k0;
-            if (r < mr)
-                for (int64_t p = 0; p < kc; p++) dst[p * GEMM_MR + r] = src[p];
-            else
+            int64_t row = (i + r) * g->lda + k0; /* element index of A[i + r][k0] */
+            if (r >= mr)
                 for (int64_t p = 0; p < kc; p++) dst[p * GEMM_MR + r] = 0.0f;
+            else if (g->a_dtype == TM_F32)
+                for (int64_t p = 0; p < kc; p++) dst[p * GEMM_MR + r] = ((const float *)g->a)[row + p];
+            else
+                for (int64_t p = 0; p < kc; p++) dst[p * GEMM_MR + r] = load1(g->a, g->a_dtype, row + p);
         }
     }
 }
@@ -259,8 +274,8 @@ static void gemm_blocked(const tmi_exec *ex, const tmi_gemm_args *g)
 /* acc[r][0 .. 8*nv) += sum over p in [p0, p1) of a[r][p] * B[p][j0 .. j0+8*nv), for
  * MR rows, KU rows of B at a time: B streams row by row (each row a contiguous run,
  * so pages and prefetchers are kept happy) and the sums live in L1. */
-TMI_INLINE void gemv_rows(const tm_dtype dt, const int MR, const int KU, const tmi_gemm_args *g, int64_t i0,
-                          int64_t j0, int64_t nv, int64_t p0, int64_t p1, float (*acc)[GEMV_TASK_COLS])
+TMI_INLINE void gemv_rows(const tm_dtype dt, const tm_dtype adt, const int MR, const int KU, const tmi_gemm_args *g,
+                          int64_t i0, int64_t j0, int64_t nv, int64_t p0, int64_t p1, float (*acc)[GEMV_TASK_COLS])
 {
     int64_t es = elt_size(dt);
     for (int64_t p = p0; p + KU <= p1; p += KU) {
@@ -268,7 +283,11 @@ TMI_INLINE void gemv_rows(const tm_dtype dt, const int MR, const int KU, const t
 #pragma GCC unroll 4
         for (int r = 0; r < MR; r++)
 #pragma GCC unroll 8
-            for (int u = 0; u < KU; u++) av[r][u] = _mm256_broadcast_ss(g->a + (i0 + r) * g->lda + p + u);
+            for (int u = 0; u < KU; u++) {
+                int64_t idx = (i0 + r) * g->lda + p + u;
+                av[r][u] = adt == TM_F32 ? _mm256_broadcast_ss((const float *)g->a + idx)
+                                         : _mm256_set1_ps(load1(g->a, adt, idx));
+            }
         const char *row = (const char *)g->b + (p * g->ldb + j0) * es;
         for (int64_t v = 0; v < nv; v++) {
             __m256 b[8];
@@ -286,23 +305,41 @@ TMI_INLINE void gemv_rows(const tm_dtype dt, const int MR, const int KU, const t
 }
 
 /* All k for MR rows: KU = 8 / MR at a time (broadcasts stay in registers), then one. */
-TMI_INLINE void gemv_group(const tm_dtype dt, const int MR, const tmi_gemm_args *g, int64_t i0, int64_t j0,
-                           int64_t nv, float (*acc)[GEMV_TASK_COLS])
+TMI_INLINE void gemv_group(const tm_dtype dt, const tm_dtype adt, const int MR, const tmi_gemm_args *g, int64_t i0,
+                           int64_t j0, int64_t nv, float (*acc)[GEMV_TASK_COLS])
 {
     const int KU = MR == 1 ? 8 : MR == 2 ? 4 : 2;
     int64_t kmain = g->k / KU * KU;
-    gemv_rows(dt, MR, KU, g, i0, j0, nv, 0, kmain, acc);
-    gemv_rows(dt, MR, 1, g, i0, j0, nv, kmain, g->k, acc);
+    gemv_rows(dt, adt, MR, KU, g, i0, j0, nv, 0, kmain, acc);
+    gemv_rows(dt, adt, MR, 1, g, i0, j0, nv, kmain, g->k, acc);
 }
 
-TMI_INLINE void gemv_dtype(const tm_dtype dt, const tmi_gemm_args *g, int64_t i0, int64_t mr, int64_t j0,
-                           int64_t nv, float (*acc)[GEMV_TASK_COLS])
+TMI_INLINE void gemv_dtype(const tm_dtype dt, const tm_dtype adt, const tmi_gemm_args *g, int64_t i0, int64_t mr,
+                           int64_t j0, int64_t nv, float (*acc)[GEMV_TASK_COLS])
 {
     switch (mr) {
-    case 4: gemv_group(dt, 4, g, i0, j0, nv, acc); break;
-    case 3: gemv_group(dt, 3, g, i0, j0, nv, acc); break;
-    case 2: gemv_group(dt, 2, g, i0, j0, nv, acc); break;
-    default: gemv_group(dt, 1, g, i0, j0, nv, acc); break;
+    case 4: gemv_group(dt, adt, 4, g, i0, j0, nv, acc); break;
+    case 3: gemv_group(dt, adt, 3, g, i0, j0, nv, acc); break;
+    case 2: gemv_group(dt, adt, 2, g, i0, j0, nv, acc); break;
+    default: gemv_group(dt, adt, 1, g, i0, j0, nv, acc); break;
+    }
+}
+
+/* The (B, A) dtype pairs gemm_check allows, each compiled on its own. */
+static void gemv_pass(const tmi_gemm_args *g, int64_t i0, int64_t mr, int64_t j0, int64_t nv,
+                      float (*acc)[GEMV_TASK_COLS])
+{
+    int a16 = g->a_dtype != TM_F32;
+    switch (g->b_dtype) {
+    case TM_F16:
+        if (a16) gemv_dtype(TM_F16, TM_F16, g, i0, mr, j0, nv, acc);
+        else gemv_dtype(TM_F16, TM_F32, g, i0, mr, j0, nv, acc);
+        break;
+    case TM_BF16:
+        if (a16) gemv_dtype(TM_BF16, TM_BF16, g, i0, mr, j0, nv, acc);
+        else gemv_dtype(TM_BF16, TM_F32, g, i0, mr, j0, nv, acc);
+        break;
+    default: gemv_dtype(TM_F32, TM_F32, g, i0, mr, j0, nv, acc); break;
     }
 }
 
@@ -316,11 +353,7 @@ static void gemv_task(void *ctx, int64_t idx, int thread)
     for (int64_t i0 = 0; i0 < g->m && nv > 0; i0 += GEMV_GROUP) {
         int64_t mr = min64(GEMV_GROUP, g->m - i0);
         memset(acc, 0, sizeof acc);
-        switch (g->b_dtype) {
-        case TM_F16: gemv_dtype(TM_F16, g, i0, mr, j0, nv, acc); break;
-        case TM_BF16: gemv_dtype(TM_BF16, g, i0, mr, j0, nv, acc); break;
-        default: gemv_dtype(TM_F32, g, i0, mr, j0, nv, acc); break;
-        }
+        gemv_pass(g, i0, mr, j0, nv, acc);
         for (int64_t r = 0; r < mr; r++) {
             float *c = g->c + (i0 + r) * g->ldc;
             for (int64_t j = j0; j < jv; j++) {
@@ -331,11 +364,11 @@ static void gemv_task(void *ctx, int64_t idx, int thread)
     }
     /* fewer than 8 columns left (last task only): one dot product each */
     for (int64_t i = 0; i < g->m; i++) {
-        const float *a = g->a + i * g->lda;
         float *c = g->c + i * g->ldc;
         for (int64_t j = jv; j < j1; j++) {
             float s = 0.0f;
-            for (int64_t p = 0; p < g->k; p++) s += a[p] * tmi_load_f32(g->b, g->b_dtype, p * g->ldb + j);
+            for (int64_t p = 0; p < g->k; p++)
+                s += load1(g->a, g->a_dtype, i * g->lda + p) * tmi_load_f32(g->b, g->b_dtype, p * g->ldb + j);
             if (g->bias) s += tmi_load_f32(g->bias, g->bias_dtype, j);
             c[j] = g->accumulate ? c[j] + s : s;
         }
@@ -350,11 +383,10 @@ static void gemm_scalar_task(void *ctx, int64_t idx, int thread)
     const tmi_gemm_args *g = ctx;
     int64_t n_blocks = ceil_div(g->n, SCALAR_TASK_COLS);
     int64_t i = idx / n_blocks, j0 = (idx % n_blocks) * SCALAR_TASK_COLS, j1 = min64(g->n, j0 + SCALAR_TASK_COLS);
-    const float *a = g->a + i * g->lda;
     float acc[SCALAR_TASK_COLS];
     for (int64_t j = j0; j < j1; j++) acc[j - j0] = 0.0f;
     for (int64_t p = 0; p < g->k; p++) {
-        float ap = a[p];
+        float ap = tmi_load_f32(g->a, g->a_dtype, i * g->lda + p);
         for (int64_t j = j0; j < j1; j++) acc[j - j0] += ap * tmi_load_f32(g->b, g->b_dtype, p * g->ldb + j);
     }
     float *c = g->c + i * g->ldc;
@@ -401,6 +433,9 @@ static tm_status gemm_check(const tmi_exec *ex, const tmi_gemm_args *g)
     if (!tmi_is_float_dtype(g->b_dtype))
         return tmi_fail(TM_ERR_INVALID_ARG, "gemm: b dtype must be F32, F16 or BF16, got %s",
                         tm_dtype_name(g->b_dtype));
+    if (g->a_dtype != TM_F32 && g->a_dtype != g->b_dtype)
+        return tmi_fail(TM_ERR_INVALID_ARG, "gemm: a dtype must be F32 or equal to b dtype (%s), got %s",
+                        tm_dtype_name(g->b_dtype), tm_dtype_name(g->a_dtype));
     size_t need = tmi_gemm_cpu_workspace(g->m, g->n, g->k, tmi_pool_threads(ex->pool));
     if (need && (!ex->workspace || ex->workspace_bytes < need))
         return tmi_fail(TM_ERR_INVALID_ARG,

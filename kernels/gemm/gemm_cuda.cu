@@ -1,10 +1,12 @@
-// gemm_cuda.cu - the CUDA twin of gemm_cpu.c through cuBLAS.
+// gemm_cuda.cu - the CUDA twin of gemm_cpu.c: cuBLAS, and for a 16-bit B at
+// small m the bandwidth-bound kernel of gemm_small_cuda.cu (gemm.h says when).
 //
 // Row-major C[m][n] = A[m][k] x B[k][n] is, read column-major, C^T = B^T x A^T,
 // so one cublasGemmEx with the operands swapped and no transposes does it:
 // (rows n, cols m, inner k; B with ldb, A with lda, C with ldc).  cuBLAS wants A
-// and B of one type: for a 16-bit B, A is rounded to B's dtype into the
-// workspace ([m][k], ld k) first.  Compute is CUBLAS_COMPUTE_32F with fp32 C
+// and B of one type: for a 16-bit B and an fp32 A, A is rounded to B's dtype into
+// the workspace ([m][k], ld k) first; a 16-bit A is passed as it is.  Compute is
+// CUBLAS_COMPUTE_32F with fp32 C
 // (for an fp32 B that is plain fp32, not TF32: the handle's default math mode).
 // accumulate is beta = 1; the bias is added by a small kernel afterwards, so the
 // result is A x B + bias (+ old C) as on the CPU.  The fused QKV and gate/up
@@ -13,9 +15,11 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <stdlib.h>
 
 extern "C" {
 #include "gemm.h"
+#include "gemm_small.h"
 }
 
 namespace {
@@ -109,36 +113,53 @@ tm_status gemm_check(const tmi_exec *ex, const tmi_gemm_args *a)
     if (!tmi_is_float_dtype(a->b_dtype))
         return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: b dtype must be F32, F16 or BF16, got %s",
                         tm_dtype_name(a->b_dtype));
-    if (!ex->blas) return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: ex->blas must be a cuBLAS handle");
-    size_t need = tmi_gemm_cuda_workspace(a->m, a->k, a->b_dtype);
-    if (need && (!ex->workspace || ex->workspace_bytes < need))
-        return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: workspace must hold tmi_gemm_cuda_workspace() = %zu bytes, got %zu",
-                        need, ex->workspace ? ex->workspace_bytes : (size_t)0);
-    if (need && ((uintptr_t)ex->workspace & 15u))
+    if (a->a_dtype != TM_F32 && a->a_dtype != a->b_dtype)
+        return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: a dtype must be F32 or equal to b dtype (%s), got %s",
+                        tm_dtype_name(a->b_dtype), tm_dtype_name(a->a_dtype));
+    if (ex->workspace && ((uintptr_t)ex->workspace & 15u))
         return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: workspace must be 16-byte aligned");
     return TM_OK;
 }
 
-// A x B into C (beta = accumulate), A converted first when B is 16-bit.
+// The small-m cut: the default for A's dtype, or $TMRUN_GEMM_SMALL_M (read at every
+// call, so the paths can be compared on one binary; 0 = cuBLAS always).
+tm_status small_m_cut(tm_dtype a_dtype, int *cut)
+{
+    const char *env = getenv("TMRUN_GEMM_SMALL_M");
+    *cut = a_dtype == TM_F32 ? TMI_GEMM_SMALL_M_DEFAULT : TMI_GEMM_SMALL_M_DEFAULT_A16;
+    if (!env || !*env) return TM_OK;
+    char *end = NULL;
+    long v = strtol(env, &end, 10);
+    if (*end || v < 0 || v > TMI_GEMM_SMALL_M_LIMIT)
+        return tmi_fail(TM_ERR_INVALID_ARG, "TMRUN_GEMM_SMALL_M must be an integer in [0, %d], got \"%s\"",
+                        (int)TMI_GEMM_SMALL_M_LIMIT, env);
+    *cut = (int)v;
+    return TM_OK;
+}
+
+// A x B into C (beta = accumulate), an fp32 A rounded first when B is 16-bit.
 tm_status gemm_blas(const tmi_exec *ex, const tmi_gemm_args *a, cudaStream_t stream)
 {
+    if (!ex->blas) return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: ex->blas must be a cuBLAS handle");
     cublasHandle_t h = static_cast<cublasHandle_t>(ex->blas);
     cublasStatus_t bs = cublasSetStream(h, stream);
     if (bs != CUBLAS_STATUS_SUCCESS) return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: cublasSetStream: %s", blas_status_name(bs));
     const void *aop = a->a;
     int64_t lda = a->lda;
-    cudaDataType_t type = CUDA_R_32F;
-    if (a->b_dtype != TM_F32) {
+    cudaDataType_t type = a->b_dtype == TM_F16 ? CUDA_R_16F : a->b_dtype == TM_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+    if (a->b_dtype != TM_F32 && a->a_dtype == TM_F32) {
+        size_t need = (size_t)a->m * (size_t)a->k * 2;
+        if (!ex->workspace || ex->workspace_bytes < need)
+            return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: workspace must hold %zu bytes to round an fp32 A "
+                            "(tmi_gemm_cuda_workspace), got %zu", need, ex->workspace ? ex->workspace_bytes : (size_t)0);
         unsigned blocks = blocks_for(a->m * a->k);
-        if (a->b_dtype == TM_F16) {
-            convert_a_kernel<__half><<<blocks, kThreads, 0, stream>>>(a->m, a->k, a->a, a->lda,
+        const float *af = static_cast<const float *>(a->a);
+        if (a->b_dtype == TM_F16)
+            convert_a_kernel<__half><<<blocks, kThreads, 0, stream>>>(a->m, a->k, af, a->lda,
                                                                       static_cast<__half *>(ex->workspace));
-            type = CUDA_R_16F;
-        } else {
+        else
             convert_a_kernel<__nv_bfloat16><<<blocks, kThreads, 0, stream>>>(
-                a->m, a->k, a->a, a->lda, static_cast<__nv_bfloat16 *>(ex->workspace));
-            type = CUDA_R_16BF;
-        }
+                a->m, a->k, af, a->lda, static_cast<__nv_bfloat16 *>(ex->workspace));
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: convert launch failed: %s", cudaGetErrorString(e));
         aop = ex->workspace;
@@ -158,7 +179,8 @@ tm_status gemm_blas(const tmi_exec *ex, const tmi_gemm_args *a, cudaStream_t str
 extern "C" size_t tmi_gemm_cuda_workspace(int64_t m, int64_t k, tm_dtype b_dtype)
 {
     if (m <= 0 || k <= 0 || b_dtype == TM_F32) return 0;
-    return (size_t)m * (size_t)k * 2;
+    size_t rounded_a = (size_t)m * (size_t)k * 2, partials = tmi_gemm_small_workspace(m);
+    return rounded_a > partials ? rounded_a : partials;
 }
 
 extern "C" tm_status tmi_gemm_cuda_blas_create(void **blas)
@@ -176,11 +198,27 @@ extern "C" void tmi_gemm_cuda_blas_destroy(void *blas)
     if (blas) cublasDestroy(static_cast<cublasHandle_t>(blas));
 }
 
-extern "C" tm_status tmi_gemm_cuda(const tmi_exec *ex, const tmi_gemm_args *a)
+extern "C" tm_status tmi_gemm_cuda_path(const tmi_exec *ex, const tmi_gemm_args *a, tmi_gemm_path path)
 {
     if (!ex || !a) return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: exec and args must not be NULL");
+    if (path != TMI_GEMM_PATH_AUTO && path != TMI_GEMM_PATH_BLAS && path != TMI_GEMM_PATH_SMALL_M)
+        return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: path must be AUTO, BLAS or SMALL_M, got %d", (int)path);
     tm_status st = gemm_check(ex, a);
     if (st != TM_OK || a->m == 0 || a->n == 0) return st;
+    int small = 0;
+    if (path == TMI_GEMM_PATH_SMALL_M) {
+        if (!tmi_gemm_small_fits(a))
+            return tmi_fail(TM_ERR_UNSUPPORTED, "gemm_cuda: the small-m path needs a 16-bit B (16-byte aligned, ldb "
+                            "a multiple of 8), 1 <= m <= %d and k >= 1; got m %lld, k %lld, %s B, ldb %lld",
+                            (int)TMI_GEMM_SMALL_M_LIMIT, (long long)a->m, (long long)a->k, tm_dtype_name(a->b_dtype),
+                            (long long)a->ldb);
+        small = 1;
+    } else if (path == TMI_GEMM_PATH_AUTO) {
+        int cut = 0;
+        if ((st = small_m_cut(a->a_dtype, &cut)) != TM_OK) return st;
+        small = a->m <= cut && tmi_gemm_small_fits(a);
+    }
+    if (small) return tmi_gemm_small_run(ex, a); // bias and accumulate included
     cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
     if (a->k > 0 && (st = gemm_blas(ex, a, stream)) != TM_OK) return st;
     // k == 0 leaves only bias (+ old C); otherwise C already holds A x B (+ old C)
@@ -192,4 +230,9 @@ extern "C" tm_status tmi_gemm_cuda(const tmi_exec *ex, const tmi_gemm_args *a)
         if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: bias launch failed: %s", cudaGetErrorString(e));
     }
     return TM_OK;
+}
+
+extern "C" tm_status tmi_gemm_cuda(const tmi_exec *ex, const tmi_gemm_args *a)
+{
+    return tmi_gemm_cuda_path(ex, a, TMI_GEMM_PATH_AUTO);
 }

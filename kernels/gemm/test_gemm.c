@@ -1,4 +1,6 @@
-/* test_gemm.c - tmi_gemm_cpu against a double-precision reference written here. */
+/* test_gemm.c - tmi_gemm_cpu against a double-precision reference written here,
+ * with A in fp32 or in B's 16-bit dtype (the reference reads the same rounded
+ * values, so the bound is the fp32 summation's either way). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@ static const float SENTINEL = 12345.0f;
 typedef struct gemm_case {
     int64_t m, n, k;
     tm_dtype dtype;
+    tm_dtype a_dtype; /* F32, or dtype */
     int bias;      /* 0: none; else bias in dtype */
     int accumulate;
     int pad;       /* extra columns in lda, ldb, ldc */
@@ -42,7 +45,7 @@ static void *to_dtype(const float *x, int64_t count, tm_dtype dtype)
 
 static unsigned long long seed_of(const gemm_case *c)
 {
-    return (unsigned long long)(c->m * 1000003 + c->n * 10007 + c->k * 101 + c->dtype * 7 + c->pad);
+    return (unsigned long long)(c->m * 1000003 + c->n * 10007 + c->k * 101 + c->dtype * 7 + c->a_dtype * 3 + c->pad);
 }
 
 /* Runs one case and returns 1 when every check passed. */
@@ -62,6 +65,7 @@ static int run_case(const gemm_case *c)
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = n; j < ldc; j++) c0[i * ldc + j] = SENTINEL;
     void *b = to_dtype(bf, k * ldb, c->dtype);
+    void *as = to_dtype(a, m * lda, c->a_dtype); /* [m][lda] a_dtype: what the GEMM reads */
     void *bias = c->bias ? to_dtype(biasf, n, c->dtype) : NULL;
     float *cout = malloc((size_t)(m * ldc + 1) * sizeof *cout);
     memcpy(cout, c0, (size_t)(m * ldc) * sizeof *cout);
@@ -69,8 +73,9 @@ static int run_case(const gemm_case *c)
     size_t ws_bytes = tmi_gemm_cpu_workspace(m, n, k, threads);
     void *ws = ws_bytes ? malloc(ws_bytes) : NULL;
     tmi_exec ex = {.backend = TM_BACKEND_CPU, .pool = c->pool, .workspace = ws, .workspace_bytes = ws_bytes};
-    tmi_gemm_args g = {.m = m, .n = n, .k = k, .a = a, .lda = lda, .b = b, .b_dtype = c->dtype, .ldb = ldb,
-                       .bias = bias, .bias_dtype = c->dtype, .c = cout, .ldc = ldc, .accumulate = c->accumulate};
+    tmi_gemm_args g = {.m = m, .n = n, .k = k, .a = as, .a_dtype = c->a_dtype, .lda = lda, .b = b,
+                       .b_dtype = c->dtype, .ldb = ldb, .bias = bias, .bias_dtype = c->dtype, .c = cout,
+                       .ldc = ldc, .accumulate = c->accumulate};
     int ok = CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
 
     double err2 = 0, mag2 = 0, worst = 0;
@@ -79,7 +84,7 @@ static int run_case(const gemm_case *c)
         for (int64_t j = 0; j < n; j++) {
             double ref = 0, mag = 0;
             for (int64_t p = 0; p < k; p++) {
-                double t = (double)a[i * lda + p] * tmi_load_f32(b, c->dtype, p * ldb + j);
+                double t = (double)tmi_load_f32(as, c->a_dtype, i * lda + p) * tmi_load_f32(b, c->dtype, p * ldb + j);
                 ref += t;
                 mag += fabs(t);
             }
@@ -105,10 +110,13 @@ static int run_case(const gemm_case *c)
     ok &= CHECK(worst == 0);
     ok &= CHECK(sentinel_ok);
     if (!ok)
-        fprintf(stderr, "  case m=%lld n=%lld k=%lld dtype=%d bias=%d acc=%d pad=%d threads=%d: rel %.3g, worst/bound %.3g\n",
-                (long long)m, (long long)n, (long long)k, (int)c->dtype, c->bias, c->accumulate, c->pad, threads,
-                rel, worst);
+        fprintf(stderr,
+                "  case m=%lld n=%lld k=%lld dtype=%d a_dtype=%d bias=%d acc=%d pad=%d threads=%d: rel %.3g, "
+                "worst/bound %.3g\n",
+                (long long)m, (long long)n, (long long)k, (int)c->dtype, (int)c->a_dtype, c->bias, c->accumulate,
+                c->pad, threads, rel, worst);
     free(a);
+    free(as);
     free(bf);
     free(biasf);
     free(c0);
@@ -121,8 +129,9 @@ static int run_case(const gemm_case *c)
 
 static tmi_pool *pool2;
 
-/* The brief's grid: every m, n, k, dtype and thread count, cycling bias,
- * accumulate and padded strides so each shape meets each variant. */
+/* The brief's grid: every m, n, k, dtype (A fp32 and, for a 16-bit B, A of B's
+ * dtype) and thread count, cycling bias, accumulate and padded strides so each
+ * shape meets each variant. */
 static void test_gemm_grid(void)
 {
     static const int64_t ms[] = {0, 1, 2, 5, 17, 64, 130};
@@ -134,13 +143,14 @@ static void test_gemm_grid(void)
         for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
             for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++)
                 for (size_t di = 0; di < 3; di++)
-                    for (int t = 0; t < 2; t++)
-                        for (int v = 0; v < 4; v++, variant++) {
-                            gemm_case c = {ms[mi], ns[ni], ks[ki], dts[di], v & 1, (v >> 1) & 1,
-                                           (variant % 3) * 5, t ? pool2 : NULL};
-                            failures += !run_case(&c);
-                            if (failures > 5) return; /* the first few say enough */
-                        }
+                    for (int ai = 0; ai < (di ? 2 : 1); ai++)
+                        for (int t = 0; t < 2; t++)
+                            for (int v = 0; v < 4; v++, variant++) {
+                                gemm_case c = {ms[mi], ns[ni], ks[ki], dts[di], ai ? dts[di] : TM_F32, v & 1,
+                                               (v >> 1) & 1, (variant % 3) * 5, t ? pool2 : NULL};
+                                failures += !run_case(&c);
+                                if (failures > 5) return; /* the first few say enough */
+                            }
 }
 
 /* Shapes past one K block and one N block, and decode shapes with long k. */
@@ -150,10 +160,46 @@ static void test_gemm_large(void)
         {67, 530, 600}, {9, 100, 70}, {1, 300, 1001}, {3, 300, 1001}, {4, 1000, 515}, {6, 257, 300}, {200, 40, 129},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
-        for (int d = 0; d < 3; d++) {
-            gemm_case c = {shapes[s][0], shapes[s][1], shapes[s][2], (tm_dtype)d, 1, (int)(s & 1), 3, pool2};
+        for (int d = 0; d < 5; d++) { /* B F32, F16, BF16 with fp32 A; F16, BF16 with 16-bit A */
+            tm_dtype bd = (tm_dtype)(d < 3 ? d : d - 2), ad = d < 3 ? TM_F32 : bd;
+            gemm_case c = {shapes[s][0], shapes[s][1], shapes[s][2], bd, ad, 1, (int)(s & 1), 3, pool2};
             run_case(&c);
         }
+}
+
+/* A 16-bit A is converted exactly where it is read, so it must give, bit for bit,
+ * what the fp32 A path gives on the same values: on the GEMV path (m <= 8) and
+ * the blocked path, with a row tail and a column tail, one and two threads. */
+static void test_gemm_a16_matches_f32_bits(void)
+{
+    static const int64_t ms[] = {1, 3, 8, 9, 70};
+    const int64_t n = 45, k = 300, lda = k + 2, ldc = n;
+    for (int d = 1; d <= 2; d++)
+        for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
+            for (int t = 0; t < 2; t++) {
+                tm_dtype dt = (tm_dtype)d;
+                int64_t m = ms[mi];
+                float *af = malloc((size_t)(m * lda) * sizeof *af), *bf = malloc((size_t)(k * n) * sizeof *bf);
+                float *c1 = malloc((size_t)(m * ldc) * sizeof *c1), *c2 = malloc((size_t)(m * ldc) * sizeof *c2);
+                tt_fill_random(af, m * lda, 77 + (unsigned long long)(m * 3 + d));
+                tt_fill_random(bf, k * n, 78 + (unsigned long long)d);
+                uint16_t *a16 = to_dtype(af, m * lda, dt), *b16 = to_dtype(bf, k * n, dt);
+                for (int64_t i = 0; i < m * lda; i++) af[i] = tmi_load_f32(a16, dt, i); /* the same values */
+                tmi_pool *pool = t ? pool2 : NULL;
+                size_t ws_bytes = tmi_gemm_cpu_workspace(m, n, k, tmi_pool_threads(pool));
+                void *ws = ws_bytes ? malloc(ws_bytes) : NULL;
+                tmi_exec ex = {.backend = TM_BACKEND_CPU, .pool = pool, .workspace = ws, .workspace_bytes = ws_bytes};
+                tmi_gemm_args g = {.m = m, .n = n, .k = k, .a = af, .lda = lda, .b = b16, .b_dtype = dt, .ldb = n,
+                                   .c = c1, .ldc = ldc};
+                CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
+                g.a = a16;
+                g.a_dtype = dt;
+                g.c = c2;
+                CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
+                if (!CHECK(memcmp(c1, c2, (size_t)(m * ldc) * sizeof *c1) == 0))
+                    fprintf(stderr, "  m=%lld %s threads=%d\n", (long long)m, tm_dtype_name(dt), t + 1);
+                free(af); free(bf); free(c1); free(c2); free(a16); free(b16); free(ws);
+            }
 }
 
 static void test_gemm_k0(void)
@@ -196,6 +242,18 @@ static void test_gemm_errors(void)
     g.lda = 7;
     CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
     g.lda = 8;
+    g.a_dtype = TM_F16; /* a 16-bit A needs the same 16-bit B */
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
+    CHECK(strstr(tm_last_error(), "a dtype must be F32 or equal to b dtype (F32), got F16") != NULL);
+    g.b_dtype = TM_BF16;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
+    CHECK(strstr(tm_last_error(), "a dtype") != NULL);
+    g.a_dtype = TM_I8;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
+    g.a_dtype = TM_BF16;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
+    g.a_dtype = TM_F32;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK); /* fp32 A with any B */
     g.b_dtype = TM_I32;
     CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
     g.b_dtype = TM_F32;
@@ -236,6 +294,7 @@ int main(void)
     }
     RUN(test_gemm_grid);
     RUN(test_gemm_large);
+    RUN(test_gemm_a16_matches_f32_bits);
     RUN(test_gemm_k0);
     RUN(test_gemm_errors);
     RUN(test_gemm_registry_and_bench);

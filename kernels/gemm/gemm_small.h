@@ -1,0 +1,25 @@
+/* gemm_small.h - the CUDA small-m GEMM (gemm_small_cuda.cu), as gemm_cuda.cu
+ * calls it.  Internal to kernels/gemm. */
+#ifndef TMI_GEMM_SMALL_H
+#define TMI_GEMM_SMALL_H
+
+#include "gemm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 when the small-m kernel can run these (already validated) args: a 16-bit B,
+ * 16-byte aligned with ldb a multiple of 8, 1 <= m <= TMI_GEMM_SMALL_M_LIMIT, k >= 1. */
+int tmi_gemm_small_fits(const tmi_gemm_args *a);
+/* Upper bound of the partial-sum bytes it takes from the workspace, any n and k. */
+size_t tmi_gemm_small_workspace(int64_t m);
+/* C = A x B (+ bias) (+ C) on ex->stream; args fit (above), the workspace holds
+ * tmi_gemm_small_workspace(m) bytes or the need of this shape, which it checks. */
+tm_status tmi_gemm_small_run(const tmi_exec *ex, const tmi_gemm_args *a);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

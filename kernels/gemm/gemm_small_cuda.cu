@@ -1,0 +1,420 @@
+// gemm_small_cuda.cu - C = A x B (+ bias) (+ C) for m <= 16 and a 16-bit B: the
+// decode projections, where B (the weight) is read once and the time is B's bytes
+// over memory bandwidth.
+//
+// Layout of the work:
+//  - A block is 8 warps over one tile of 256 columns.  Lane l of every warp owns
+//    columns [8l, 8l + 8) of the tile and reads them as one 16-byte piece per row
+//    of B, so a warp reads 512 contiguous bytes a row (coalesced along n).
+//  - The 8 warps split the block's rows of B: a step is U = 4 rows per warp, warp
+//    w taking rows [4w, 4w + 4) of each 32.  B travels global -> shared by
+//    cp.async into a per-thread ring of S = 2 steps, so 8 loads a thread are in
+//    flight without holding registers.  All M rows of A reuse each piece of B:
+//    8 x M FMAs per 16 bytes, fp32.
+//  - A is staged in shared memory as fp32 ([128 rows of k][M], converted exactly
+//    from its dtype), double-buffered: chunk c + 1 is loaded into registers while
+//    chunk c is used and stored after it, so one barrier a chunk suffices; the B
+//    copies stay in flight across it.  Reads of A are warp-wide broadcasts.
+//  - The blocks along y split k, as many splits as keep tiles x splits within one
+//    wave of resident blocks (a partial second wave would cost a whole one).  The
+//    warps' sums meet in shared memory; with one split the block writes C (bias,
+//    accumulate), otherwise its sums go to partials [splits][m][n] in the
+//    workspace and a second small kernel, launched as a programmatic dependent on
+//    sm_90 so its launch overlaps, adds them in split order (deterministic, no
+//    atomics) and writes C.
+//
+// The cuts (TMI_GEMM_SMALL_M_DEFAULT = 1 for an fp32 A, _A16 = 0 for a 16-bit A),
+// from cutest_gemm's CUTEST_BENCH on the H200 (small_m_notes.md has the tables).
+// Summed over one layer's qkv, o, gate_up and down, in us, two runs:
+//                      this kernel      cuBLAS
+//   m = 1, A fp32      121.6, 122.3     136.8, 130.3 (A rounded by a kernel first)
+//   m = 1, A 16-bit    121.5, 122.0     126.0, 119.8 (its o shape moves 15 - 20 us)
+//   m = 4, A fp32      135.3            136.0
+//   m = 4, A 16-bit    139.3            123.8
+// So this kernel pays at m = 1 with an fp32 A (it reads A as it is: no rounding
+// kernel, and exact), is even at best with a 16-bit A, and loses from m = 4 on.
+// The FMA work grows with m (8M per 16 bytes of B, about B's streaming time at
+// m = 16, where the accumulators also leave room for one block per SM), while
+// cuBLAS's tensor cores keep m = 16 at m = 1's time: m = 16 runs 3 to 4 times
+// slower here.  TMRUN_GEMM_SMALL_M moves the cut for comparisons.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+extern "C" {
+#include "gemm_small.h"
+}
+
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kTileN = 256;     // columns of a block: 32 lanes x 8
+constexpr int kChunk = 128;     // rows of k per staged A chunk
+constexpr int kMaxBlocks = 512; // grid cap, which bounds the partials for any n
+constexpr int kReduceThreads = 256;
+
+// Blocks an SM must hold (the register cap): more blocks, more copies in flight.
+constexpr int min_blocks(int M) { return M <= 4 ? 3 : M <= 8 ? 2 : 1; }
+
+struct small_params {
+    int m, n, k, splits;
+    const void *a; // [m][lda], a_dtype
+    int64_t lda;
+    tm_dtype a_dtype;
+    const void *b; // [k][ldb], 16-bit, 16-byte aligned, ldb % 8 == 0
+    int64_t ldb;
+    const void *bias; // [n] of bias_dtype, or NULL
+    tm_dtype bias_dtype;
+    float *c; // [m][ldc] fp32
+    int64_t ldc;
+    int accumulate;
+    float *part; // [splits][m][n] fp32 when splits > 1, else NULL
+};
+
+
+__device__ inline float load_any(const void *p, tm_dtype dt, int64_t i)
+{
+    if (dt == TM_F16) return __half2float(static_cast<const __half *>(p)[i]);
+    if (dt == TM_BF16) return __uint_as_float((unsigned)static_cast<const unsigned short *>(p)[i] << 16);
+    return static_cast<const float *>(p)[i];
+}
+
+// B goes global -> shared by cp.async (sm_80+): the copies hold no registers, so
+// a thread keeps S steps of loads in flight whatever M is.  Each thread copies
+// exactly the 16-byte pieces it later reads itself, so it needs only its own
+// cp.async.wait_group, never a barrier.  src_bytes < 16 zero-fills the rest (the
+// columns past n, and rows past the block's k range with src_bytes 0).  Builds
+// for older targets (the project's default CUDA architecture may be 75) copy
+// through registers instead: right, not fast.
+__device__ inline void copy16(void *smem, const void *gmem, int src_bytes)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(gmem), "r"(src_bytes) : "memory");
+#else
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (src_bytes == 16) {
+        v = *static_cast<const uint4 *>(gmem);
+    } else {
+        unsigned short h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            if (2 * e < src_bytes) h[e] = static_cast<const unsigned short *>(gmem)[e];
+        v = make_uint4(h[0] | (unsigned)h[1] << 16, h[2] | (unsigned)h[3] << 16, h[4] | (unsigned)h[5] << 16,
+                       h[6] | (unsigned)h[7] << 16);
+    }
+    *static_cast<uint4 *>(smem) = v;
+#endif
+}
+__device__ inline void copy_commit()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+template <int N> __device__ inline void copy_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+#endif
+}
+
+template <class TB> __device__ inline void unpack8(const uint4 &v, float (&f)[8]);
+
+template <> __device__ inline void unpack8<__half>(const uint4 &v, float (&f)[8])
+{
+    const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        __half2 h = *reinterpret_cast<const __half2 *>(&w[i]);
+        float2 t = __half22float2(h);
+        f[2 * i] = t.x;
+        f[2 * i + 1] = t.y;
+    }
+}
+
+template <> __device__ inline void unpack8<__nv_bfloat16>(const uint4 &v, float (&f)[8])
+{
+    const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+
+// Starts the copies of rows [row0, row0 + U) of the lane's 8 columns into slot[u]
+// (slot[u] is this thread's piece of [U][kThreads] uint4); rows past k1 become zeros.
+template <int U>
+__device__ inline void issue_step(uint4 *slot, const unsigned short *bcol, int64_t ldb, int64_t row0, int64_t k1,
+                                  int col_bytes)
+{
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int64_t row = row0 + u;
+        const bool in = row < k1;
+        copy16(slot + u * kThreads, in ? bcol + row * ldb : bcol, in ? col_bytes : 0);
+    }
+    copy_commit();
+}
+
+// acc[r][e] += A[r][row u] * B[row u][e] for the U rows of a step: B from this
+// thread's slot, a_rows the step's [U][M] fp32 slice of the staged A chunk.
+template <int M, int U, class TB>
+__device__ inline void fma_step(float (&acc)[M][8], const uint4 *slot, const float *a_rows)
+{
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        float bf[8];
+        unpack8<TB>(slot[u * kThreads], bf);
+        float av[M];
+        if constexpr (M % 4 == 0) {
+#pragma unroll
+            for (int q = 0; q < M / 4; q++) {
+                float4 t = reinterpret_cast<const float4 *>(a_rows + u * M)[q];
+                av[4 * q] = t.x, av[4 * q + 1] = t.y, av[4 * q + 2] = t.z, av[4 * q + 3] = t.w;
+            }
+        } else {
+#pragma unroll
+            for (int r = 0; r < M; r++) av[r] = a_rows[u * M + r];
+        }
+#pragma unroll
+        for (int r = 0; r < M; r++)
+#pragma unroll
+            for (int e = 0; e < 8; e++) acc[r][e] = fmaf(av[r], bf[e], acc[r][e]);
+    }
+}
+
+// The elements of A's chunk at rows [base, base + kChunk) of k that this thread
+// stages: element e = r * kChunk + p (consecutive threads, consecutive k of one
+// row of A: coalesced), zero past m, past k1 or past the chunk.
+template <int M> constexpr int a_regs() { return (kChunk * M + kThreads - 1) / kThreads; }
+
+template <int M>
+__device__ inline void load_a(float (&ar)[a_regs<M>()], const small_params &p, int64_t base, int64_t k1)
+{
+#pragma unroll
+    for (int i = 0; i < a_regs<M>(); i++) {
+        const int e = threadIdx.x + i * kThreads, r = e / kChunk, pp = e % kChunk;
+        const int64_t kk = base + pp;
+        ar[i] = e < kChunk * M && r < p.m && kk < k1 ? load_any(p.a, p.a_dtype, r * p.lda + kk) : 0.0f;
+    }
+}
+
+template <int M> __device__ inline void store_a(float *as /* [kChunk][M] */, const float (&ar)[a_regs<M>()])
+{
+#pragma unroll
+    for (int i = 0; i < a_regs<M>(); i++) {
+        const int e = threadIdx.x + i * kThreads;
+        if (e < kChunk * M) as[(e % kChunk) * M + e / kChunk] = ar[i];
+    }
+}
+
+// C[i][j] (op)= sum (+ bias[j]), in the CPU twin's order: (sum + bias) + old C.
+__device__ inline void write_c(const small_params &p, int i, int64_t j, float sum)
+{
+    if (p.bias) sum += load_any(p.bias, p.bias_dtype, j);
+    float *c = p.c + i * p.ldc + j;
+    *c = p.accumulate ? *c + sum : sum;
+}
+
+// Grid (tiles of 256 columns, splits of k); see the file comment.  A step is U rows
+// of B per warp; S steps are in flight per thread (the cp.async ring).
+template <int M, int U, int S, class TB>
+__global__ void __launch_bounds__(kThreads, min_blocks(M)) small_m_kernel(small_params p)
+{
+    constexpr int kSteps = kChunk / (kWarps * U); // steps per warp per A chunk
+    static_assert(kSteps % S == 0, "a ring slot must be a compile-time index");
+    constexpr int kRingU4 = S * U * kThreads, kRedU4 = kWarps * kTileN / 4;
+    __shared__ uint4 ring[kRingU4 > kRedU4 ? kRingU4 : kRedU4]; // [S][U][kThreads] B pieces; then the sums
+    __shared__ __align__(16) float as[2][kChunk * M];            // A chunks, [kChunk][M] fp32 each
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;"); // the reduce may launch now; it waits for us to finish
+#endif
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, split = blockIdx.y;
+    const int64_t col = (int64_t)blockIdx.x * kTileN + lane * 8;
+    const int64_t k0 = (int64_t)p.k * split / p.splits, k1 = (int64_t)p.k * (split + 1) / p.splits;
+    const int nchunks = (int)((k1 - k0 + kChunk - 1) / kChunk);
+    const int64_t ncols = p.n - col < 8 ? p.n - col : 8;
+    const int col_bytes = ncols > 0 ? (int)ncols * 2 : 0;
+    const unsigned short *bcol = static_cast<const unsigned short *>(p.b) + (ncols > 0 ? col : 0);
+    uint4 *mine = ring + threadIdx.x;
+
+    float acc[M][8];
+#pragma unroll
+    for (int r = 0; r < M; r++)
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[r][e] = 0.0f;
+
+    // steps are numbered i = 0, 1, ... over the block's rows: rows k0 + (i * 8 + warp) * U + u
+#pragma unroll
+    for (int i = 0; i < S; i++) issue_step<U>(mine + i * U * kThreads, bcol, p.ldb, k0 + (i * kWarps + warp) * U, k1, col_bytes);
+    float ar[a_regs<M>()];
+    load_a<M>(ar, p, k0, k1);
+    store_a<M>(as[0], ar);
+    __syncthreads();
+    for (int c = 0; c < nchunks; c++) {
+        const int64_t base = k0 + (int64_t)c * kChunk;
+        if (c + 1 < nchunks) load_a<M>(ar, p, base + kChunk, k1);
+        const float *ab = as[c & 1];
+#pragma unroll
+        for (int s = 0; s < kSteps; s++) {
+            const int64_t row0 = base + (s * kWarps + warp) * U;
+            uint4 *slot = mine + (s % S) * U * kThreads;
+            copy_wait<S - 1>(); // this step's group is in
+            if (row0 < k1) fma_step<M, U, TB>(acc, slot, ab + (s * kWarps + warp) * U * M);
+            // the slot is read (the FMAs used it): refill it S steps ahead
+            issue_step<U>(slot, bcol, p.ldb, row0 + S * kWarps * U, k1, col_bytes);
+        }
+        if (c + 1 < nchunks) store_a<M>(as[(c + 1) & 1], ar);
+        __syncthreads();
+    }
+    copy_wait<0>(); // the zero-fill copies past k1 still write the ring, which the sums reuse
+    __syncthreads();
+
+    // the 8 warps' sums, one row of C at a time: thread t ends with column t of the tile
+    float(*red)[kTileN] = reinterpret_cast<float(*)[kTileN]>(ring);
+    const int64_t j = (int64_t)blockIdx.x * kTileN + threadIdx.x;
+#pragma unroll
+    for (int r = 0; r < M; r++) {
+        if (r >= p.m) break;
+        float4 *dst = reinterpret_cast<float4 *>(&red[warp][lane * 8]);
+        dst[0] = make_float4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+        dst[1] = make_float4(acc[r][4], acc[r][5], acc[r][6], acc[r][7]);
+        __syncthreads();
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kWarps; w++) sum += red[w][threadIdx.x];
+        if (j < p.n) {
+            if (p.part) p.part[((int64_t)split * p.m + r) * p.n + j] = sum;
+            else write_c(p, r, j, sum);
+        }
+        __syncthreads();
+    }
+}
+
+// C[i][j] (op)= sum over splits of part[s][i][j], in split order.  Launched as a
+// programmatic dependent of the main kernel on sm_90, so its launch overlaps that
+// kernel; griddepcontrol.wait returns once the main kernel is done and visible.
+__global__ void small_m_reduce(small_params p)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+    const int64_t total = (int64_t)p.m * p.n, stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
+        const int i = (int)(idx / p.n);
+        const int64_t j = idx - (int64_t)i * p.n;
+        float sum = 0.0f;
+        for (int s = 0; s < p.splits; s++) sum += p.part[((int64_t)s * p.m + i) * p.n + j];
+        write_c(p, i, j, sum);
+    }
+}
+
+// The rows of A the kernel is compiled for: the smallest of 1, 2, 4, 8, 16 >= m.
+int rows_for(int m) { return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16; }
+
+typedef void (*small_kernel)(small_params);
+
+// The kernel for M rows.  Steps of U = 4 rows, S = 2 in flight (8 rows of 16 bytes
+// a thread) measured faster at m = 1 than U = 2, S = 4, the same ring (run 2 in
+// small_m_notes.md).
+template <class TB> small_kernel kernel_for(int M)
+{
+    switch (M) {
+    case 1: return small_m_kernel<1, 4, 2, TB>;
+    case 2: return small_m_kernel<2, 4, 2, TB>;
+    case 4: return small_m_kernel<4, 4, 2, TB>;
+    case 8: return small_m_kernel<8, 4, 2, TB>;
+    default: return small_m_kernel<16, 4, 2, TB>;
+    }
+}
+
+// Splits of k: as many as keep tiles x splits within one wave of resident blocks,
+// at most kMaxBlocks blocks in all and at least kChunk rows of k a split.
+tm_status choose_splits(small_kernel kern, int tiles, int k, int *splits)
+{
+    int dev = 0, sms = 0, per_sm = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, kThreads, 0);
+    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: small-m occupancy: %s", cudaGetErrorString(e));
+    int s = sms * (per_sm > 0 ? per_sm : 1) / tiles;
+    int cap = kMaxBlocks / tiles, by_k = k / kChunk;
+    if (s > cap) s = cap;
+    if (s > by_k) s = by_k;
+    *splits = s < 1 ? 1 : s;
+    return TM_OK;
+}
+
+// The reduce after the main kernel: a programmatic dependent launch where the
+// device has it (sm_90), else an ordinary one.
+cudaError_t launch_reduce(const small_params &p, unsigned blocks, cudaStream_t stream)
+{
+    int dev = 0, major = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e != cudaSuccess) return e;
+    if (major < 9) {
+        small_m_reduce<<<blocks, kReduceThreads, 0, stream>>>(p);
+        return cudaGetLastError();
+    }
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(blocks);
+    cfg.blockDim = dim3(kReduceThreads);
+    cfg.stream = stream;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    e = cudaLaunchKernelEx(&cfg, small_m_reduce, p);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" int tmi_gemm_small_fits(const tmi_gemm_args *a)
+{
+    return (a->b_dtype == TM_F16 || a->b_dtype == TM_BF16) && a->m >= 1 && a->m <= TMI_GEMM_SMALL_M_LIMIT &&
+           a->k >= 1 && a->n >= 1 && ((uintptr_t)a->b & 15u) == 0 && a->ldb % 8 == 0;
+}
+
+extern "C" size_t tmi_gemm_small_workspace(int64_t m)
+{
+    if (m <= 0) return 0;
+    if (m > TMI_GEMM_SMALL_M_LIMIT) m = TMI_GEMM_SMALL_M_LIMIT; /* larger m never takes this path */
+    return (size_t)m * kMaxBlocks * kTileN * sizeof(float);
+}
+
+extern "C" tm_status tmi_gemm_small_run(const tmi_exec *ex, const tmi_gemm_args *a)
+{
+    const int M = rows_for((int)a->m);
+    const int tiles = (int)((a->n + kTileN - 1) / kTileN);
+    small_kernel kern = a->b_dtype == TM_F16 ? kernel_for<__half>(M) : kernel_for<__nv_bfloat16>(M);
+    int splits = 1;
+    tm_status st = choose_splits(kern, tiles, (int)a->k, &splits);
+    if (st != TM_OK) return st;
+    small_params p = {(int)a->m, (int)a->n, (int)a->k, splits, a->a, a->lda, a->a_dtype, a->b, a->ldb,
+                      a->bias, a->bias_dtype, a->c, a->ldc, a->accumulate, NULL};
+    if (splits > 1) {
+        size_t need = (size_t)splits * (size_t)a->m * (size_t)a->n * sizeof(float);
+        if (!ex->workspace || ex->workspace_bytes < need)
+            return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: workspace must hold %zu bytes of partial sums for m %lld, "
+                            "n %lld (tmi_gemm_cuda_workspace), got %zu", need, (long long)a->m, (long long)a->n,
+                            ex->workspace ? ex->workspace_bytes : (size_t)0);
+        p.part = static_cast<float *>(ex->workspace);
+    }
+    cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
+    dim3 grid((unsigned)tiles, (unsigned)splits);
+    kern<<<grid, kThreads, 0, stream>>>(p);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: small-m launch failed: %s", cudaGetErrorString(e));
+    if (splits > 1) {
+        int64_t total = a->m * a->n, blocks = (total + kReduceThreads - 1) / kReduceThreads;
+        if ((e = launch_reduce(p, (unsigned)(blocks < 4096 ? blocks : 4096), stream)) != cudaSuccess)
+            return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: small-m reduce launch failed: %s", cudaGetErrorString(e));
+    }
+    return TM_OK;
+}
