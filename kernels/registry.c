@@ -12,6 +12,7 @@ static const tmi_ops cpu_ops = {
     .silu_mul = tmi_silu_mul_cpu,
     .embedding = tmi_embedding_cpu,
     .gemm_w4a16 = tmi_gemm_w4a16_cpu,
+    .sample = tmi_sample_cpu,
 };
 
 #ifdef TMRUN_HAVE_CUDA
@@ -24,6 +25,7 @@ static const tmi_ops cuda_ops = {
     .kv_write = tmi_kv_write_cuda,
     .silu_mul = tmi_silu_mul_cuda,
     .embedding = tmi_embedding_cuda,
+    .sample = tmi_sample_cuda,
 };
 #endif
 

@@ -10,6 +10,7 @@
 #include "kv_write/kv_write.h"
 #include "rmsnorm/rmsnorm.h"
 #include "rope/rope.h"
+#include "sample/sample.h"
 #include "silu_mul/silu_mul.h"
 
 typedef struct tmi_ops {
@@ -22,6 +23,7 @@ typedef struct tmi_ops {
     tm_status (*silu_mul)(const tmi_exec *, const tmi_silu_mul_args *);
     tm_status (*embedding)(const tmi_exec *, const tmi_embedding_args *);
     tm_status (*gemm_w4a16)(const tmi_exec *, const tmi_gemm_w4a16_args *);
+    tm_status (*sample)(const tmi_exec *, const tmi_sample_args *);
 } tmi_ops;
 
 /* The table of a backend, or NULL when this build lacks it (CUDA without nvcc). */
