@@ -70,7 +70,7 @@ tm_status tm_context_create(tm_model *model, const tm_context_params *params, tm
     for (int32_t i = 0; i < cap; i++) c->rows[i] = i;
     c->cache = tmi_model_kv_layout(model, p.block_len);
     c->cache.base = c->kv;
-    if ((s = tmi_fwd_buffers_init(&c->fb, model, cap, p.max_tokens))) goto err;
+    if ((s = tmi_fwd_buffers_init(&c->fb, model, cap, p.max_tokens, cap))) goto err;
     *out = c;
     return TM_OK;
 err:

@@ -106,7 +106,7 @@ static tm_status alloc_state(tm_engine *e)
     e->cache = tmi_model_kv_layout(e->model, p->cache_block_seq_len);
     e->cache.base = e->kv;
     int32_t cap_tok = p->max_prefill_token_num + batch;
-    if ((s = tmi_fwd_buffers_init(&e->fb, e->model, cap_tok, p->session_len))) return s;
+    if ((s = tmi_fwd_buffers_init(&e->fb, e->model, cap_tok, p->session_len, batch))) return s;
     e->running = calloc((size_t)batch, sizeof *e->running);
     e->cap_waiting = 64;
     e->waiting = calloc((size_t)e->cap_waiting, sizeof *e->waiting);
@@ -123,6 +123,7 @@ static tm_status alloc_state(tm_engine *e)
     if (!e->running || !e->waiting || !e->sessions.buckets || !e->step_tokens || !e->step_seqs || !e->step_q ||
         !e->logit_rows || !e->logit_seqs || !e->logits || !e->sampler_ws)
         return tmi_fail(TM_ERR_NOMEM, "engine buffers for batch %d: out of memory", batch);
+    if ((s = tmi_engine_dev_init(e, batch))) return s;
     e->local.blocks_total = n_blocks;
     e->local.blocks_free = n_blocks;
     e->stats = e->local;
@@ -218,6 +219,7 @@ void tm_engine_destroy(tm_engine *engine)
         tmi_request_unref(r);
         r = next;
     }
+    tmi_engine_dev_free(e);
     tmi_fwd_buffers_free(&e->fb);
     tmi_blocks_free_all(&e->pool);
     if (e->model && e->model->p.backend == TM_BACKEND_CUDA) tmi_dev_free(e->kv);

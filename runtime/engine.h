@@ -10,6 +10,7 @@
 #include "model.h"
 #include "rng.h"
 #include "sampler.h"
+#include "kernels/sample/sample.h"
 
 enum { TMI_MAX_STOP_IDS = 64, TMI_MAX_STOP_STRINGS = 16, TMI_MAX_STOP_LEN = 256, TMI_MAX_N = 128 };
 
@@ -113,7 +114,23 @@ struct tm_engine {
     void *sampler_ws;
     size_t sampler_ws_bytes;
     tm_engine_stats local;    /* engine-thread counters, published each step */
+    /* CUDA: sampling on the device (engine_dev.c); rows NULL: every row on the host */
+    struct {
+        tmi_sample_row *rows;     /* pinned [cap] this step's rows */
+        tmi_sample_row *rows_dev; /* [cap] */
+        int32_t *out;             /* pinned [cap] tokens, then [cap] float logprobs */
+        int32_t *out_dev;
+        uint8_t *host_row;        /* [cap] 1: row j was copied back for the host sampler */
+        int32_t cap;
+    } ds;
 };
+
+/* engine_dev.c */
+tm_status tmi_engine_dev_init(tm_engine *e, int32_t batch);
+void tmi_engine_dev_free(tm_engine *e);
+/* Samples this step's n logit rows on the device (and copies back the rows that
+ * need the host sampler); the results are in e->ds after it returns. */
+tm_status tmi_engine_dev_sample(tm_engine *e, int32_t n);
 
 /* engine_step.c */
 int tmi_engine_step(tm_engine *e); /* 1 when it did work */

@@ -206,8 +206,48 @@ static int32_t match_stop_string(tmi_seq *s, int32_t token)
     return -1;
 }
 
-/* Samples one sequence's next token from its logits row and delivers it.
- * Returns 1 when the sequence finished. */
+/* Appends a sampled token to the sequence and delivers it (res: the token and,
+ * when the request asked, its logprobs).  Returns 1 when the sequence finished. */
+static int deliver(tm_engine *e, tmi_seq *s, const tmi_sample_result *res)
+{
+    tm_request *r = s->req;
+    const tm_request_params *rp = &r->params;
+    if (tmi_seq_reserve_tokens(s, s->n_tokens + 1)) {
+        snprintf(r->error, sizeof r->error, "out of memory for the token history");
+        tmi_engine_finish_seq(e, s, TM_FINISH_ERROR, -1, -1);
+        return 1;
+    }
+    s->tokens[s->n_tokens++] = res->token;
+    s->generated++;
+    e->local.tokens_generated++;
+    if (is_stop_id(e, r, res->token)) {
+        tmi_engine_finish_seq(e, s, TM_FINISH_STOP, res->token, -1);
+        return 1;
+    }
+    tm_event ev = {0};
+    ev.kind = TM_EVENT_TOKEN;
+    ev.sample = s->sample;
+    ev.token = res->token;
+    ev.stop_string = -1;
+    if (rp->logprobs) {
+        ev.logprob = res->logprob;
+        ev.n_top = res->n_top;
+        for (int32_t k = 0; k < res->n_top; k++) {
+            ev.top_ids[k] = res->top[k].id;
+            ev.top_logprobs[k] = res->top[k].logprob;
+        }
+    }
+    tmi_request_push(r, &ev);
+    int32_t stop = rp->n_stop_strings ? match_stop_string(s, res->token) : -1;
+    if (stop >= 0) tmi_engine_finish_seq(e, s, TM_FINISH_STOP, -1, stop);
+    else if (s->generated >= rp->max_new_tokens || s->n_tokens >= e->p.session_len)
+        tmi_engine_finish_seq(e, s, TM_FINISH_LENGTH, -1, -1);
+    else return 0;
+    return 1;
+}
+
+/* Samples one sequence's next token from its logits row on the host and delivers
+ * it.  Returns 1 when the sequence finished. */
 static int sample_and_deliver(tm_engine *e, tmi_seq *s, float *logits)
 {
     tm_request *r = s->req;
@@ -225,38 +265,25 @@ static int sample_and_deliver(tm_engine *e, tmi_seq *s, float *logits)
         tmi_engine_finish_seq(e, s, TM_FINISH_ERROR, -1, -1);
         return 1;
     }
-    if (tmi_seq_reserve_tokens(s, s->n_tokens + 1)) {
-        snprintf(r->error, sizeof r->error, "out of memory for the token history");
+    return deliver(e, s, &res);
+}
+
+/* Delivers row j's token sampled on the device (engine_dev.c); 1 when finished. */
+static int deliver_device(tm_engine *e, tmi_seq *s, int32_t j)
+{
+    tm_request *r = s->req;
+    if (s->generated >= r->params.max_new_tokens) {
+        tmi_engine_finish_seq(e, s, TM_FINISH_LENGTH, -1, -1);
+        return 1;
+    }
+    tmi_sample_result res = {.token = e->ds.out[j]};
+    memcpy(&res.logprob, &e->ds.out[e->ds.cap + j], sizeof(float));
+    if (res.token < 0) {
+        snprintf(r->error, sizeof r->error, "sampling failed: every logit is -inf or NaN");
         tmi_engine_finish_seq(e, s, TM_FINISH_ERROR, -1, -1);
         return 1;
     }
-    s->tokens[s->n_tokens++] = res.token;
-    s->generated++;
-    e->local.tokens_generated++;
-    if (is_stop_id(e, r, res.token)) {
-        tmi_engine_finish_seq(e, s, TM_FINISH_STOP, res.token, -1);
-        return 1;
-    }
-    tm_event ev = {0};
-    ev.kind = TM_EVENT_TOKEN;
-    ev.sample = s->sample;
-    ev.token = res.token;
-    ev.stop_string = -1;
-    if (rp->logprobs) {
-        ev.logprob = res.logprob;
-        ev.n_top = res.n_top;
-        for (int32_t k = 0; k < res.n_top; k++) {
-            ev.top_ids[k] = res.top[k].id;
-            ev.top_logprobs[k] = res.top[k].logprob;
-        }
-    }
-    tmi_request_push(r, &ev);
-    int32_t stop = rp->n_stop_strings ? match_stop_string(s, res.token) : -1;
-    if (stop >= 0) tmi_engine_finish_seq(e, s, TM_FINISH_STOP, -1, stop);
-    else if (s->generated >= rp->max_new_tokens || s->n_tokens >= e->p.session_len)
-        tmi_engine_finish_seq(e, s, TM_FINISH_LENGTH, -1, -1);
-    else return 0;
-    return 1;
+    return deliver(e, s, &res);
 }
 
 static void publish(tm_engine *e, int delivered)
@@ -298,8 +325,11 @@ int tmi_engine_step(tm_engine *e)
     }
     tmi_batch b;
     int32_t n_logits = build_batch(e, &b);
+    int on_device = e->ds.rows != NULL && n_logits > 0;
+    if (on_device) b.logits = NULL; /* they stay on the GPU for tmi_engine_dev_sample */
     double t1 = now_s();
     tm_status st = tmi_forward(e->model, &e->fb, &b, e->cache);
+    if (!st && on_device) st = tmi_engine_dev_sample(e, n_logits);
     double t2 = now_s();
     e->local.steps++;
     if (st) {
@@ -320,7 +350,9 @@ int tmi_engine_step(tm_engine *e)
         if (s->sample == 0 && s->generated == 0 && s->req->params.n > 1) fork_samples(e, s);
         int32_t idx = 0;
         while (e->running[idx] != s) idx++;
-        if (sample_and_deliver(e, s, e->logits + (size_t)j * vocab)) tmi_running_remove(e, idx);
+        int done = on_device && !e->ds.host_row[j] ? deliver_device(e, s, j)
+                                                   : sample_and_deliver(e, s, e->logits + (size_t)j * vocab);
+        if (done) tmi_running_remove(e, idx);
     }
     double t3 = now_s();
     e->local.forward_seconds += t2 - t1;

@@ -22,29 +22,8 @@ static int64_t max3(int64_t a, int64_t b, int64_t c)
     return m > c ? m : c;
 }
 
-/* CUDA: activations and scratch in device memory; host pos / inv_freq stay. */
-static tm_status dev_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n)
-{
-    const tm_model_params *p = &m->p;
-    tm_status s;
-    fb->on_device = 1;
-    if ((s = tmi_dev_alloc((void **)&fb->x, n * p->hidden_size * sizeof(float))) ||
-        (s = tmi_dev_alloc((void **)&fb->h, n * p->hidden_size * sizeof(float))) ||
-        (s = tmi_dev_alloc((void **)&fb->qkv, n * qkv_cols(p) * sizeof(float))) ||
-        (s = tmi_dev_alloc((void **)&fb->attn, n * p->head_num * p->size_per_head * sizeof(float))) ||
-        (s = tmi_dev_alloc((void **)&fb->gate, n * p->inter_size * sizeof(float))) ||
-        (s = tmi_dev_alloc((void **)&fb->up, n * p->inter_size * sizeof(float))) ||
-        (s = tmi_dev_alloc((void **)&fb->dev.tokens, n * sizeof(int32_t))) ||
-        (s = tmi_dev_alloc((void **)&fb->dev.pos, n * sizeof(int32_t))) ||
-        (s = tmi_dev_alloc((void **)&fb->dev.inv_freq, (size_t)p->size_per_head / 2 * sizeof(float))) ||
-        (s = tmi_dev_alloc((void **)&fb->dev.logits, n * p->vocab_size * sizeof(float))) ||
-        (s = tmi_dev_blas_create(&fb->dev.blas)))
-        return s;
-    fb->workspace_bytes = tmi_dev_workspace(m, fb->cap_tok, fb->max_kv_len);
-    return tmi_dev_alloc(&fb->workspace, fb->workspace_bytes);
-}
-
-tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t cap_tok, int32_t max_kv_len)
+tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t cap_tok, int32_t max_kv_len,
+                               int32_t max_logits)
 {
     const tm_model_params *p = &m->p;
     memset(fb, 0, sizeof *fb);
@@ -55,11 +34,12 @@ tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t c
     size_t n = (size_t)cap_tok;
     fb->cap_tok = cap_tok;
     fb->max_kv_len = max_kv_len;
+    fb->max_logits = max_logits < 1 ? 1 : max_logits > cap_tok ? cap_tok : max_logits;
     fb->pos = malloc(n * sizeof(int32_t));
     fb->inv_freq = malloc((size_t)p->size_per_head / 2 * sizeof(float));
     if (p->backend == TM_BACKEND_CUDA) {
         if (!fb->pos || !fb->inv_freq) s = tmi_fail(TM_ERR_NOMEM, "forward buffers: out of memory");
-        else s = dev_buffers_init(fb, m, n);
+        else s = tmi_fwd_dev_init(fb, m, n);
         if (s) tmi_fwd_buffers_free(fb);
         return s;
     }
@@ -80,16 +60,17 @@ tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t c
         tmi_fwd_buffers_free(fb);
         return tmi_fail(TM_ERR_NOMEM, "forward buffers for %d tokens: out of memory", cap_tok);
     }
+    fb->act_dtype = TM_F32; /* the CPU computes in fp32: the 16-bit views are the fp32 buffers */
+    fb->hn = fb->h;
+    fb->attn_out = fb->attn;
+    fb->act = fb->gate;
     return TM_OK;
 }
 
 void tmi_fwd_buffers_free(tmi_fwd_buffers *fb)
 {
     if (fb->on_device) {
-        void *dev[] = {fb->x, fb->h, fb->qkv, fb->attn, fb->gate, fb->up, fb->workspace,
-                       fb->dev.tokens, fb->dev.pos, fb->dev.inv_freq, fb->dev.logits};
-        for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) tmi_dev_free(dev[i]);
-        tmi_dev_blas_destroy(fb->dev.blas);
+        tmi_fwd_dev_free(fb);
     } else {
         free(fb->x);
         free(fb->h);
@@ -124,12 +105,15 @@ int64_t tmi_model_kv_block_bytes(const tm_model *m, int32_t block_len)
     return c.block_stride * (int64_t)tmi_kv_unit_bytes(c.dtype);
 }
 
-static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_linear *l, const float *x, int64_t ldx,
-                        int64_t rows, float *y, int64_t ldy, int accumulate)
+/* y = x l (+ y): x is [rows][ldx] of the buffers' act_dtype. */
+static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_fwd_buffers *fb, const tmi_linear *l,
+                        const void *x, int64_t ldx, int64_t rows, float *y, int64_t ldy, int accumulate)
 {
     if (l->qweight) {
         if (!m->ops->gemm_w4a16)
             return tmi_fail(TM_ERR_UNSUPPORTED, "backend %s has no int4 (W4A16) GEMM", m->ops->name);
+        if (fb->act_dtype != TM_F32)
+            return tmi_fail(TM_ERR_UNSUPPORTED, "the int4 (W4A16) GEMM takes fp32 activations only");
         tmi_gemm_w4a16_args q = {
             .m = rows, .n = l->out, .k = l->in, .a = x, .lda = ldx,
             .qweight = l->qweight, .scales_zeros = l->scales_zeros, .group = l->group,
@@ -139,7 +123,7 @@ static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_linear 
     }
     tmi_gemm_args g = {
         .m = rows, .n = l->out, .k = l->in,
-        .a = x, .lda = ldx,
+        .a = x, .a_dtype = fb->act_dtype, .lda = ldx,
         .b = l->w, .b_dtype = l->dtype, .ldb = l->out,
         .bias = l->bias, .bias_dtype = l->bias_dtype,
         .c = y, .ldc = ldy, .accumulate = accumulate,
@@ -153,39 +137,47 @@ static void observe(const tmi_fwd_buffers *fb, tmi_obs_site site, const float *x
     if (fb->observer && !fb->on_device) fb->observer->fn(fb->observer->ctx, fb->layer, site, x, ld, rows, cols);
 }
 
-static tm_status rmsnorm(const tm_model *m, const tmi_exec *ex, const tmi_vec *w, const float *x, float *out,
-                         int64_t rows)
+static tm_status rmsnorm(const tm_model *m, const tmi_exec *ex, const tmi_vec *w, const float *x, void *out,
+                         tm_dtype out_dtype, int64_t rows)
 {
     int64_t d = m->p.hidden_size;
     tmi_rmsnorm_args a = {
         .n = rows, .d = d, .x = x, .ldx = d, .weight = w->data, .w_dtype = w->dtype,
-        .eps = m->p.norm_eps, .out = out, .ldo = d,
+        .eps = m->p.norm_eps, .out = out, .ldo = d, .out_dtype = out_dtype,
     };
     return m->ops->rmsnorm(ex, &a);
 }
 
-/* RoPE on the q and k heads of each sequence's rows, with that sequence's freqs. */
+/* RoPE on the q and k heads of each sequence's rows, with that sequence's freqs.
+ * On CUDA the step's frequencies were staged once (tmi_fwd_dev_stage): one launch
+ * over every row when all sequences share them, else one per sequence. */
 static tm_status rotary(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_batch *b)
 {
     const tm_model_params *p = &m->p;
     int64_t ld = qkv_cols(p);
+    tmi_rope_args r = {
+        .n_head = p->head_num + p->kv_head_num, .head_dim = p->size_per_head, .ld = ld, .attn_factor = 1.0f,
+    };
+    if (fb->on_device && fb->dev.shared_freq) {
+        r.n_tok = b->n_tok;
+        r.x = fb->qkv;
+        r.pos = fb->dev.pos;
+        r.inv_freq = fb->dev.inv_freq;
+        return m->ops->rope(ex, &r);
+    }
     for (int32_t s = 0; s < b->n_seq; s++) {
         const tmi_attn_seq *sq = &b->seqs[s];
         if (sq->q_len == 0) continue;
-        tmi_rope_inv_freq(p, sq->kv_len, fb->inv_freq);
-        const float *inv_freq = fb->inv_freq;
-        const int32_t *pos = fb->pos;
-        if (fb->on_device) { /* the kernel reads device twins (pos was copied for the batch) */
-            tm_status cs = tmi_dev_copy(fb->dev.inv_freq, fb->inv_freq, (size_t)p->size_per_head / 2 * sizeof(float), 0);
-            if (cs) return cs;
-            inv_freq = fb->dev.inv_freq;
-            pos = fb->dev.pos;
+        if (fb->on_device) {
+            r.inv_freq = fb->dev.inv_freq + (int64_t)s * (p->size_per_head / 2);
+            r.pos = fb->dev.pos + sq->q_start;
+        } else {
+            tmi_rope_inv_freq(p, sq->kv_len, fb->inv_freq);
+            r.inv_freq = fb->inv_freq;
+            r.pos = fb->pos + sq->q_start;
         }
-        float *rows = fb->qkv + (int64_t)sq->q_start * ld;
-        tmi_rope_args r = {
-            .n_tok = sq->q_len, .n_head = p->head_num + p->kv_head_num, .head_dim = p->size_per_head,
-            .x = rows, .ld = ld, .pos = pos + sq->q_start, .inv_freq = inv_freq, .attn_factor = 1.0f,
-        };
+        r.n_tok = sq->q_len;
+        r.x = fb->qkv + (int64_t)sq->q_start * ld;
         tm_status st = m->ops->rope(ex, &r);
         if (st) return st;
     }
@@ -199,67 +191,85 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
     int64_t hd = p->size_per_head, ldq = qkv_cols(p);
     int64_t q_cols = (int64_t)p->head_num * hd, kv_cols = (int64_t)p->kv_head_num * hd;
     tm_status s;
-    if ((s = rmsnorm(m, ex, &L->attn_norm, fb->x, fb->h, n))) return s;
+    if ((s = rmsnorm(m, ex, &L->attn_norm, fb->x, fb->hn, fb->act_dtype, n))) return s;
     observe(fb, TMI_OBS_ATTN_IN, fb->h, p->hidden_size, n, p->hidden_size);
-    if ((s = linear(m, ex, &L->qkv, fb->h, p->hidden_size, n, fb->qkv, ldq, 0))) return s;
+    if ((s = linear(m, ex, fb, &L->qkv, fb->hn, p->hidden_size, n, fb->qkv, ldq, 0))) return s;
     if ((s = rotary(m, ex, fb, b))) return s;
     observe(fb, TMI_OBS_K, fb->qkv + q_cols, ldq, n, kv_cols);
     observe(fb, TMI_OBS_V, fb->qkv + q_cols + kv_cols, ldq, n, kv_cols);
     tmi_kv_write_args kw = {
         .n_seq = b->n_seq, .seqs = b->seqs,
         .k = fb->qkv + q_cols, .ldk = ldq, .v = fb->qkv + q_cols + kv_cols, .ldv = ldq, .cache = cache,
+        .meta_dev = fb->dev.meta,
     };
     if ((s = m->ops->kv_write(ex, &kw))) return s;
     tmi_attention_args at = {
         .n_seq = b->n_seq, .seqs = b->seqs, .n_head = p->head_num,
-        .q = fb->qkv, .ldq = ldq, .out = fb->attn, .ldo = q_cols, .cache = cache,
-        .scale = 1.0f / sqrtf((float)hd), .window = p->sliding_window,
+        .q = fb->qkv, .ldq = ldq, .out = fb->attn_out, .out_dtype = fb->act_dtype, .ldo = q_cols, .cache = cache,
+        .scale = 1.0f / sqrtf((float)hd), .window = p->sliding_window, .meta_dev = fb->dev.meta,
     };
     if ((s = m->ops->attention(ex, &at))) return s;
     observe(fb, TMI_OBS_O_IN, fb->attn, q_cols, n, q_cols);
-    return linear(m, ex, &L->wo, fb->attn, q_cols, n, fb->x, p->hidden_size, 1);
+    return linear(m, ex, fb, &L->wo, fb->attn_out, q_cols, n, fb->x, p->hidden_size, 1);
 }
 
+/* gate and up (one fused GEMM on CUDA, two on the CPU), silu(gate) * up into the
+ * buffers' act (in place over gate on the CPU), then down added into x. */
 static tm_status ffn_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_layer *L, int64_t n)
 {
     const tm_model_params *p = &m->p;
     int64_t inter = p->inter_size;
     tm_status s;
-    if ((s = rmsnorm(m, ex, &L->ffn_norm, fb->x, fb->h, n))) return s;
+    if ((s = rmsnorm(m, ex, &L->ffn_norm, fb->x, fb->hn, fb->act_dtype, n))) return s;
     observe(fb, TMI_OBS_FFN_IN, fb->h, p->hidden_size, n, p->hidden_size);
-    if ((s = linear(m, ex, &L->w1, fb->h, p->hidden_size, n, fb->gate, inter, 0))) return s;
-    if ((s = linear(m, ex, &L->w3, fb->h, p->hidden_size, n, fb->up, inter, 0))) return s;
     tmi_silu_mul_args a = {
-        .n = n, .d = inter, .gate = fb->gate, .ldg = inter, .up = fb->up, .ldu = inter, .out = fb->gate, .ldo = inter,
+        .n = n, .d = inter, .gate = fb->gate, .ldg = inter, .up = fb->up, .ldu = inter,
+        .out = fb->act, .ldo = inter, .out_dtype = fb->act_dtype,
     };
+    if (L->w13.w) {
+        if ((s = linear(m, ex, fb, &L->w13, fb->hn, p->hidden_size, n, fb->gate, 2 * inter, 0))) return s;
+        a.ldg = a.ldu = 2 * inter;
+        a.up = fb->gate + inter;
+    } else {
+        if ((s = linear(m, ex, fb, &L->w1, fb->hn, p->hidden_size, n, fb->gate, inter, 0))) return s;
+        if ((s = linear(m, ex, fb, &L->w3, fb->hn, p->hidden_size, n, fb->up, inter, 0))) return s;
+    }
     if ((s = m->ops->silu_mul(ex, &a))) return s;
     observe(fb, TMI_OBS_DOWN_IN, fb->gate, inter, n, inter);
-    return linear(m, ex, &L->w2, fb->gate, inter, n, fb->x, p->hidden_size, 1);
+    return linear(m, ex, fb, &L->w2, fb->act, inter, n, fb->x, p->hidden_size, 1);
 }
 
-/* Final norm of the wanted rows, gathered into h, then the lm head. */
+/* Final norm of the wanted rows, gathered into h, then the lm head.  On CUDA the
+ * gather is the embedding op over x (the staged row ids) and the logits stay in
+ * device memory when the caller samples there (b->logits == NULL). */
 static tm_status logits(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_batch *b)
 {
-    int64_t d = m->p.hidden_size;
+    int64_t d = m->p.hidden_size, vocab = m->p.vocab_size;
     tm_status s;
-    for (int32_t i = 0; i < b->n_logits; i++) {
-        float *dst = fb->h + (int64_t)i * d;
-        const float *src = fb->x + (int64_t)b->logit_rows[i] * d;
-        if (!fb->on_device) memcpy(dst, src, (size_t)d * sizeof(float));
-        else if ((s = tmi_dev_copy(dst, src, (size_t)d * sizeof(float), 2))) return s;
+    if (!fb->on_device) {
+        for (int32_t i = 0; i < b->n_logits; i++)
+            memcpy(fb->h + (int64_t)i * d, fb->x + (int64_t)b->logit_rows[i] * d, (size_t)d * sizeof(float));
+        if ((s = rmsnorm(m, ex, &m->norm, fb->h, fb->h, TM_F32, b->n_logits))) return s;
+        return linear(m, ex, fb, &m->output, fb->h, d, b->n_logits, b->logits, vocab, 0);
     }
-    if ((s = rmsnorm(m, ex, &m->norm, fb->h, fb->h, b->n_logits))) return s;
-    if (!fb->on_device) return linear(m, ex, &m->output, fb->h, d, b->n_logits, b->logits, m->p.vocab_size, 0);
-    if ((s = linear(m, ex, &m->output, fb->h, d, b->n_logits, fb->dev.logits, m->p.vocab_size, 0))) return s;
-    return tmi_dev_copy(b->logits, fb->dev.logits, (size_t)b->n_logits * m->p.vocab_size * sizeof(float), 1);
+    tmi_embedding_args g = {
+        .n = b->n_logits, .ids = fb->dev.rows, .table = fb->x, .dtype = TM_F32, .vocab = b->n_tok, .d = d,
+        .out = fb->h, .ldo = d,
+    };
+    if ((s = m->ops->embedding(ex, &g)) || (s = rmsnorm(m, ex, &m->norm, fb->h, fb->hn, fb->act_dtype, b->n_logits)) ||
+        (s = linear(m, ex, fb, &m->output, fb->hn, d, b->n_logits, fb->dev.logits, vocab, 0)))
+        return s;
+    if (!b->logits) return TM_OK;
+    return tmi_fwd_dev_logits_to_host(fb, b->logits, (size_t)b->n_logits * vocab);
 }
 
 static tm_status check_batch(const tm_model *m, const tmi_fwd_buffers *fb, const tmi_batch *b)
 {
     if (b->n_tok < 1 || b->n_tok > fb->cap_tok)
         return tmi_fail(TM_ERR_INVALID_ARG, "batch of %d tokens: must be in [1, %d]", b->n_tok, fb->cap_tok);
-    if (b->n_logits < 0 || b->n_logits > b->n_tok)
-        return tmi_fail(TM_ERR_INVALID_ARG, "batch wants %d logit rows of %d tokens", b->n_logits, b->n_tok);
+    if (b->n_logits < 0 || b->n_logits > b->n_tok || b->n_logits > fb->max_logits)
+        return tmi_fail(TM_ERR_INVALID_ARG, "batch wants %d logit rows of %d tokens (at most %d)", b->n_logits,
+                        b->n_tok, fb->max_logits);
     int32_t next = 0;
     for (int32_t s = 0; s < b->n_seq; s++) {
         const tmi_attn_seq *q = &b->seqs[s];
@@ -283,17 +293,15 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
     if (s) return s;
     tmi_exec ex = {
         .backend = m->p.backend, .pool = fb->pool, .workspace = fb->workspace, .workspace_bytes = fb->workspace_bytes,
-        .blas = fb->dev.blas,
+        .blas = fb->dev.blas, .stream = fb->dev.stream,
     };
     int64_t n = b->n_tok;
     for (int32_t sq = 0; sq < b->n_seq; sq++)
         for (int32_t t = 0; t < b->seqs[sq].q_len; t++)
             fb->pos[b->seqs[sq].q_start + t] = b->seqs[sq].kv_len - b->seqs[sq].q_len + t;
     const int32_t *ids = b->tokens;
-    if (fb->on_device) {
-        if ((s = tmi_dev_copy(fb->dev.tokens, b->tokens, (size_t)n * sizeof(int32_t), 0)) ||
-            (s = tmi_dev_copy(fb->dev.pos, fb->pos, (size_t)n * sizeof(int32_t), 0)))
-            return s;
+    if (fb->on_device) { /* ids, positions, logit rows, block tables, RoPE freqs: one copy */
+        if ((s = tmi_fwd_dev_stage(m, fb, b, cache.block_len))) return s;
         ids = fb->dev.tokens;
     }
 
@@ -305,11 +313,12 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
     for (int32_t l = 0; l < m->p.num_layer; l++) {
         tmi_kv_cache c = cache;
         c.layer_offset = (int64_t)l * 2 * c.v_offset;
-        c.qparams = m->kv_static ? m->kv_static + (int64_t)l * 4 * m->p.kv_head_num : NULL;
+        const float *qp = fb->on_device ? m->kv_static_dev : m->kv_static;
+        c.qparams = qp ? qp + (int64_t)l * 4 * m->p.kv_head_num : NULL;
         fb->layer = l;
         if ((s = attention_block(m, &ex, fb, b, &m->layers[l], c, n))) return s;
         if ((s = ffn_block(m, &ex, fb, &m->layers[l], n))) return s;
     }
-    if (b->n_logits == 0) return TM_OK;
+    if (b->n_logits == 0) return fb->on_device ? tmi_fwd_dev_sync(fb) : TM_OK;
     return logits(m, &ex, fb, b);
 }

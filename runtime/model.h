@@ -66,6 +66,7 @@ struct tm_model {
     tm_dtype kv_dtype; /* the cache kind p.kv_dtype asks for: TM_F32, TM_I8 or TMI_KV_INT4 */
     float *kv_static;  /* [num_layer][4][kv_head_num] fp32 k_scale, k_zp, v_scale, v_zp for
                           kv_dtype's bit width; NULL: online params (or a float cache) */
+    const float *kv_static_dev; /* CUDA: the device copy of kv_static (NULL without) */
     void **dev;        /* CUDA: the device copies of the bound weights (model_cuda.c) */
     int32_t n_dev, cap_dev;
     void **owned;      /* host tensors the model allocated itself (random weights, CPU) */
@@ -94,6 +95,7 @@ typedef struct tmi_batch {
 typedef struct tmi_fwd_buffers {
     int32_t cap_tok;
     int32_t max_kv_len;
+    int32_t max_logits;
     float *x;       /* [cap_tok][hidden] residual stream */
     float *h;       /* [cap_tok][hidden] normed input of a block */
     float *qkv;     /* [cap_tok][(head_num + 2 kv_head_num) size_per_head] */
@@ -127,11 +129,15 @@ typedef struct tmi_fwd_buffers {
         int32_t *tokens, *pos, *rows, *meta;
         float *inv_freq;  /* [1 or n_seq][size_per_head / 2] */
         int shared_freq;  /* 1: one row of inv_freq serves every sequence */
-        float *logits;    /* [cap_tok][vocab] */
+        float *logits;    /* [max_logits][vocab] */
     } dev;
 } tmi_fwd_buffers;
 
-tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t cap_tok, int32_t max_kv_len);
+/* Room for forwards of up to cap_tok rows over sequences of up to max_kv_len
+ * tokens, wanting up to max_logits rows of logits (the device logits buffer is
+ * [max_logits][vocab]: a batch's last rows, not every prefill row). */
+tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t cap_tok, int32_t max_kv_len,
+                               int32_t max_logits);
 void tmi_fwd_buffers_free(tmi_fwd_buffers *fb);
 
 /* The layout of a KV pool in the model's kv_dtype (base set by caller). */
@@ -148,6 +154,7 @@ tm_status tmi_model_upload(tm_model *m);
 tm_status tmi_model_own_device(tm_model *m, void *dev);
 /* The CUDA backend can hold this model (a device, a KV kind it has). */
 tm_status tmi_model_check_device(const tm_model *m);
+tm_status tmi_model_upload_kv(tm_model *m);
 tm_status tmi_dev_sync(void);
 void tmi_model_free_device(tm_model *m);
 tm_status tmi_dev_alloc(void **ptr, size_t bytes);
@@ -156,8 +163,6 @@ double tmi_dev_mem_free(void); /* free device memory in bytes (0 without CUDA) *
 tm_status tmi_dev_copy(void *dst, const void *src, size_t bytes, int kind); /* 0 H2D, 1 D2H, 2 D2D */
 tm_status tmi_dev_blas_create(void **blas);
 void tmi_dev_blas_destroy(void *blas);
-
-size_t tmi_dev_workspace(const tm_model *m, int32_t cap_tok, int32_t max_kv_len); /* TEMP until forward_dev.c lands */
 
 /* forward_dev.c: the CUDA half of the forward buffers and the step's staging. */
 tm_status tmi_fwd_dev_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n);

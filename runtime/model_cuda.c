@@ -77,9 +77,18 @@ static tm_status upload_gate_up(tm_model *m, tmi_layer *L)
 
 tm_status tmi_model_check_device(const tm_model *m)
 {
-    if (m->p.kv_dtype != TM_KV_FP)
-        return tmi_fail(TM_ERR_UNSUPPORTED, "the CUDA backend has no quantized KV cache yet (use quant_policy 0)");
     if (tmi_cuda_device_count() == 0) return tmi_fail(TM_ERR_DEVICE, "backend cuda: no CUDA device is visible");
+    return TM_OK;
+}
+
+/* The static KV params (host [num_layer][4][kv_head_num]) as a device twin. */
+tm_status tmi_model_upload_kv(tm_model *m)
+{
+    if (!m->kv_static) return TM_OK;
+    const void *p = m->kv_static;
+    tm_status s = upload(m, &p, (size_t)m->p.num_layer * 4 * m->p.kv_head_num * sizeof(float));
+    if (s) return s;
+    m->kv_static_dev = (const float *)p;
     return TM_OK;
 }
 
@@ -87,7 +96,7 @@ tm_status tmi_model_upload(tm_model *m)
 {
     const tm_model_params *p = &m->p;
     tm_status s = tmi_model_check_device(m);
-    if (s) return s;
+    if (s || (s = tmi_model_upload_kv(m))) return s;
     if ((s = upload(m, &m->embed.data, (size_t)p->vocab_size * p->hidden_size * dtype_bytes(m->embed.dtype))))
         return s;
     if ((s = upload_vec(m, &m->norm, p->hidden_size))) return s;
@@ -117,24 +126,6 @@ void tmi_dev_free(void *ptr) { tmi_cuda_free(ptr); }
 tm_status tmi_dev_copy(void *dst, const void *src, size_t bytes, int kind) { return tmi_cuda_memcpy(dst, src, bytes, kind); }
 tm_status tmi_dev_blas_create(void **blas) { return tmi_gemm_cuda_blas_create(blas); }
 void tmi_dev_blas_destroy(void *blas) { tmi_gemm_cuda_blas_destroy(blas); }
-size_t tmi_dev_workspace(const tm_model *m, int32_t cap_tok, int32_t max_kv_len)
-{
-    const tm_model_params *p = &m->p;
-    int64_t max_k = p->hidden_size > p->inter_size ? p->hidden_size : p->inter_size;
-    size_t gemm = tmi_gemm_cuda_workspace(cap_tok, max_k, TM_F16);
-    /* paged-attention metadata: at most one sequence per row, each at most
-     * max_kv_len tokens in blocks of one token (a bound, not a tight size) */
-    int32_t *table = calloc((size_t)max_kv_len, sizeof(int32_t));
-    size_t meta = 1 << 16;
-    if (table) {
-        tmi_attn_seq seq = {.q_start = 0, .q_len = 1, .kv_len = max_kv_len, .block_table = table};
-        size_t a = tmi_attention_cuda_workspace(&seq, 1, 1), k = tmi_kv_write_cuda_workspace(&seq, 1, 1);
-        size_t n_seq = (size_t)(cap_tok < 4096 ? cap_tok : 4096);
-        meta += (a > k ? a : k) * n_seq;
-        free(table);
-    }
-    return gemm > meta ? gemm : meta;
-}
 #else
 tm_status tmi_model_check_device(const tm_model *m)
 {
@@ -147,6 +138,11 @@ tm_status tmi_model_own_device(tm_model *m, void *dev)
     return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
 }
 tm_status tmi_dev_sync(void) { return TM_OK; }
+tm_status tmi_model_upload_kv(tm_model *m)
+{
+    (void)m;
+    return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
+}
 tm_status tmi_model_upload(tm_model *m)
 {
     (void)m;
@@ -172,9 +168,4 @@ tm_status tmi_dev_blas_create(void **blas)
     return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
 }
 void tmi_dev_blas_destroy(void *blas) { (void)blas; }
-size_t tmi_dev_workspace(const tm_model *m, int32_t cap_tok, int32_t max_kv_len)
-{
-    (void)m, (void)cap_tok, (void)max_kv_len;
-    return 0;
-}
 #endif

@@ -143,6 +143,7 @@ tm_status tm_model_create_random(const tm_model_params *params, tm_dtype dtype, 
     maker k = {.m = m, .dtype = dtype, .seed = seed};
     if (params->backend == TM_BACKEND_CUDA && (s = tmi_model_check_device(m))) goto err;
     if ((s = make_weights(&k)) || (s = tmi_model_bind_kv(m))) goto err;
+    if (params->backend == TM_BACKEND_CUDA && (s = tmi_model_upload_kv(m))) goto err;
     if (params->backend == TM_BACKEND_CUDA && (s = tmi_dev_sync())) goto err;
     *out = m;
     return TM_OK;

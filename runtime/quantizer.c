@@ -173,8 +173,8 @@ tm_status tm_quantizer_create(tm_model *model, const tm_quantizer_params *params
     if (!q) return tmi_fail(TM_ERR_NOMEM, "tm_quantizer_create: out of memory");
     q->model = model;
     q->p = p;
-    tm_status s = tmi_fwd_buffers_init(&q->fb, model, p.max_seq_len < QUANT_CHUNK ? p.max_seq_len : QUANT_CHUNK,
-                                       p.max_seq_len);
+    int32_t chunk = p.max_seq_len < QUANT_CHUNK ? p.max_seq_len : QUANT_CHUNK;
+    tm_status s = tmi_fwd_buffers_init(&q->fb, model, chunk, p.max_seq_len, chunk);
     if (s) {
         free(q);
         return s;

@@ -93,7 +93,7 @@ function M.weights(shape, dtype)
 end
 
 -- Opens a random model; preset is a name in M.presets or a table of [llama] keys.
--- opts: dtype, backend, threads, session_len, seed.  The weights are made by the
+-- opts: dtype, backend, threads, session_len, seed, kv_cache_dtype ("fp16", "int8", "int4").  The weights are made by the
 -- library where the backend keeps them (tm_model_create_random: on the GPU for
 -- cuda), the same numbers on both backends for one seed.
 function M.open(preset, opts)
@@ -106,6 +106,7 @@ function M.open(preset, opts)
   cfg.weight_type = opts.dtype or "fp16"
   cfg.session_len = opts.session_len or shape.max_position_embeddings
   cfg.model_name = "random-" .. tostring(type(preset) == "string" and preset or "custom")
+  cfg.kv_cache_dtype = opts.kv_cache_dtype
   local dtype = DTYPES[cfg.weight_type] or error("dtype must be fp32, fp16 or bf16", 2)
   local vcfg = assert(config.validate(cfg, "random model"))
   local params = config.model_params(vcfg, opts)

@@ -17,7 +17,12 @@ extern "C" int tmi_cuda_device_count(void)
 extern "C" tm_status tmi_cuda_malloc(void **ptr, size_t bytes)
 {
     cudaError_t e = cudaMalloc(ptr, bytes ? bytes : 1);
-    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "cudaMalloc(%zu): %s", bytes, cudaGetErrorString(e));
+    if (e != cudaSuccess) {
+        /* an allocation failure is not sticky, but it stays the "last error" and the
+           next launch's cudaGetLastError check would report it as its own failure */
+        cudaGetLastError();
+        return tmi_fail(TM_ERR_DEVICE, "cudaMalloc(%zu): %s", bytes, cudaGetErrorString(e));
+    }
     return TM_OK;
 }
 
@@ -85,6 +90,7 @@ extern "C" tm_status tmi_cuda_memcpy_async(void *dst, const void *src, size_t by
 extern "C" tm_status tmi_cuda_host_alloc(void **ptr, size_t bytes)
 {
     cudaError_t e = cudaMallocHost(ptr, bytes ? bytes : 1);
+    if (e != cudaSuccess) cudaGetLastError();
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "cudaMallocHost(%zu): %s", bytes, cudaGetErrorString(e));
     return TM_OK;
 }

@@ -1,0 +1,163 @@
+/* forward_dev.c - the CUDA side of a runner's forward buffers: device activations
+ * and scratch, one stream, and the per-step staging of everything the host
+ * computes (token ids, positions, logit rows, the paged-KV metadata, RoPE
+ * frequencies) into one pinned buffer that goes over in a single async copy.
+ *
+ * Staging layout (int32 units, each section starting on a 64-unit boundary):
+ *   tokens[n_tok] pos[n_tok] rows[n_logits] meta[tmi_kv_meta_ints] inv_freq[n_freq][head_dim/2] (fp32)
+ * The pinned buffer is rewritten at the next step only after this step's stream
+ * work has been waited for (every step ends with a sync: the logits or tokens
+ * copy), so a copy in flight never reads a half-written buffer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "kernels/attention/paged_kv.h"
+#include "model.h"
+
+#ifdef TMRUN_HAVE_CUDA
+#include "cuda/cuda_runtime.h"
+
+static int64_t up64(int64_t n) { return (n + 63) / 64 * 64; }
+
+static int64_t qkv_cols(const tm_model_params *p) { return (int64_t)(p->head_num + 2 * p->kv_head_num) * p->size_per_head; }
+
+static size_t workspace_bytes(const tm_model *m, int32_t cap_tok, int32_t max_kv_len, int32_t block_len)
+{
+    const tm_model_params *p = &m->p;
+    int64_t max_k = p->hidden_size > p->inter_size ? p->hidden_size : p->inter_size;
+    size_t gemm = tmi_gemm_cuda_workspace(cap_tok, max_k, TM_F16);
+    size_t attn = tmi_attention_cuda_workspace_bound(cap_tok, cap_tok, max_kv_len, block_len, p->head_num,
+                                                     p->size_per_head);
+    return gemm > attn ? gemm : attn;
+}
+
+tm_status tmi_fwd_dev_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n)
+{
+    const tm_model_params *p = &m->p;
+    tm_status s;
+    fb->on_device = 1;
+    /* the GEMM input dtype: the weights' 16-bit kind, or fp32 for an fp32 model */
+    fb->act_dtype = m->layers[0].qkv.dtype;
+    size_t es = tm_dtype_size(fb->act_dtype), inter = (size_t)p->inter_size, hid = (size_t)p->hidden_size;
+    size_t q_cols = (size_t)p->head_num * p->size_per_head;
+    if ((s = tmi_dev_alloc((void **)&fb->x, n * hid * sizeof(float))) ||
+        (s = tmi_dev_alloc((void **)&fb->h, n * hid * sizeof(float))) ||
+        (s = tmi_dev_alloc(&fb->hn, n * hid * es)) ||
+        (s = tmi_dev_alloc((void **)&fb->qkv, n * qkv_cols(p) * sizeof(float))) ||
+        (s = tmi_dev_alloc(&fb->attn_out, n * q_cols * es)) ||
+        (s = tmi_dev_alloc((void **)&fb->gate, n * 2 * inter * sizeof(float))) ||
+        (s = tmi_dev_alloc(&fb->act, n * inter * es)) ||
+        (s = tmi_dev_alloc((void **)&fb->dev.logits, (size_t)fb->max_logits * p->vocab_size * sizeof(float))) ||
+        (s = tmi_dev_blas_create(&fb->dev.blas)) || (s = tmi_cuda_stream_create(&fb->dev.stream)))
+        return s;
+    fb->attn = NULL; /* fp32 views of attn_out and up: the CPU's, not used here */
+    fb->up = fb->gate + inter;
+    /* 64 tokens a block is the engine's default; a context's smaller blocks only
+       need more metadata, which the stage grows into */
+    fb->workspace_bytes = workspace_bytes(m, fb->cap_tok, fb->max_kv_len, 16);
+    return tmi_dev_alloc(&fb->workspace, fb->workspace_bytes);
+}
+
+void tmi_fwd_dev_free(tmi_fwd_buffers *fb)
+{
+    if (fb->dev.stream) tmi_cuda_stream_sync(fb->dev.stream);
+    void *dev[] = {fb->x, fb->h, fb->hn, fb->qkv, fb->attn_out, fb->gate, fb->act, fb->workspace,
+                   fb->dev.logits, fb->dev.stage_dev};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) tmi_dev_free(dev[i]);
+    tmi_cuda_host_free(fb->dev.stage);
+    tmi_dev_blas_destroy(fb->dev.blas);
+    tmi_cuda_stream_destroy(fb->dev.stream);
+}
+
+/* Room for ints staged int32 units on both sides (allocates only when growing). */
+static tm_status stage_reserve(tmi_fwd_buffers *fb, int64_t ints)
+{
+    if (ints <= fb->dev.stage_cap) return TM_OK;
+    int64_t cap = fb->dev.stage_cap ? fb->dev.stage_cap : 4096;
+    while (cap < ints) cap *= 2;
+    tm_status s;
+    if (fb->dev.stream && (s = tmi_cuda_stream_sync(fb->dev.stream))) return s;
+    tmi_cuda_host_free(fb->dev.stage);
+    tmi_dev_free(fb->dev.stage_dev);
+    fb->dev.stage = NULL;
+    fb->dev.stage_dev = NULL;
+    fb->dev.stage_cap = 0;
+    if ((s = tmi_cuda_host_alloc((void **)&fb->dev.stage, (size_t)cap * 4)) ||
+        (s = tmi_dev_alloc((void **)&fb->dev.stage_dev, (size_t)cap * 4)))
+        return s;
+    fb->dev.stage_cap = cap;
+    return TM_OK;
+}
+
+/* RoPE frequencies of the step: one row when every sequence has the same (all but
+ * dynamic NTK past its original length), else one row per sequence. */
+static int32_t stage_freqs(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, float *dst)
+{
+    int32_t half = m->p.size_per_head / 2, first = -1;
+    for (int32_t s = 0; s < b->n_seq && first < 0; s++)
+        if (b->seqs[s].q_len > 0) first = s;
+    tmi_rope_inv_freq(&m->p, first >= 0 ? b->seqs[first].kv_len : 1, dst);
+    fb->dev.shared_freq = 1;
+    if (m->p.rope_type != TM_ROPE_DYNAMIC) return 1;
+    for (int32_t s = 0; s < b->n_seq; s++) {
+        tmi_rope_inv_freq(&m->p, b->seqs[s].kv_len > 0 ? b->seqs[s].kv_len : 1, dst + (int64_t)s * half);
+        if (memcmp(dst + (int64_t)s * half, dst, (size_t)half * sizeof(float))) fb->dev.shared_freq = 0;
+    }
+    return b->n_seq > 0 ? b->n_seq : 1;
+}
+
+tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, int32_t block_len)
+{
+    int64_t n = b->n_tok, half = m->p.size_per_head / 2;
+    int64_t meta = (int64_t)tmi_kv_meta_ints(b->seqs, b->n_seq, block_len);
+    int64_t o_pos = up64(n), o_rows = o_pos + up64(n), o_meta = o_rows + up64(b->n_logits);
+    int64_t o_freq = o_meta + up64(meta), total = o_freq + half * (b->n_seq > 0 ? b->n_seq : 1);
+    tm_status s = stage_reserve(fb, total);
+    if (s) return s;
+    int32_t *st = fb->dev.stage, *dv = fb->dev.stage_dev;
+    memcpy(st, b->tokens, (size_t)n * 4);
+    memcpy(st + o_pos, fb->pos, (size_t)n * 4);
+    if (b->n_logits) memcpy(st + o_rows, b->logit_rows, (size_t)b->n_logits * 4);
+    tmi_kv_meta_fill(st + o_meta, b->seqs, b->n_seq, block_len);
+    int32_t n_freq = stage_freqs(m, fb, b, (float *)(st + o_freq));
+    int64_t used = o_freq + half * n_freq;
+    fb->dev.tokens = dv;
+    fb->dev.pos = dv + o_pos;
+    fb->dev.rows = dv + o_rows;
+    fb->dev.meta = dv + o_meta;
+    fb->dev.inv_freq = (float *)(dv + o_freq);
+    return tmi_cuda_memcpy_async(dv, st, (size_t)used * 4, 0, fb->dev.stream);
+}
+
+tm_status tmi_fwd_dev_logits_to_host(tmi_fwd_buffers *fb, float *dst, size_t n)
+{
+    tm_status s = tmi_cuda_memcpy_async(dst, fb->dev.logits, n * sizeof(float), 1, fb->dev.stream);
+    return s ? s : tmi_cuda_stream_sync(fb->dev.stream);
+}
+
+tm_status tmi_fwd_dev_sync(tmi_fwd_buffers *fb) { return tmi_cuda_stream_sync(fb->dev.stream); }
+
+#else
+tm_status tmi_fwd_dev_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n)
+{
+    (void)fb, (void)m, (void)n;
+    return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
+}
+void tmi_fwd_dev_free(tmi_fwd_buffers *fb) { (void)fb; }
+tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, int32_t block_len)
+{
+    (void)m, (void)fb, (void)b, (void)block_len;
+    return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
+}
+tm_status tmi_fwd_dev_logits_to_host(tmi_fwd_buffers *fb, float *dst, size_t n)
+{
+    (void)fb, (void)dst, (void)n;
+    return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
+}
+tm_status tmi_fwd_dev_sync(tmi_fwd_buffers *fb)
+{
+    (void)fb;
+    return TM_OK;
+}
+#endif
