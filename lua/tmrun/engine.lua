@@ -168,7 +168,8 @@ end
 
 -- Waits up to timeout_ms (-1 or nil: no limit; 0: not at all) and returns the new events as tables
 -- { kind = "token"|"finish", sample, token, logprob, top = {{id, logprob}...},
---   finish_reason, stop_string, prompt_tokens, history_tokens, completion_tokens }.
+--   finish_reason, stop_string, prompt_tokens, history_tokens, completion_tokens,
+--   time = when the engine pushed it, in seconds of uv.hrtime()'s monotonic clock }.
 function Request:events(timeout_ms)
   local h = self.handle
   if not h then error("request is closed", 2) end
