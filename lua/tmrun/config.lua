@@ -197,7 +197,8 @@ local KV_QPARAMS = { auto = 0, online = 1, static = 2 }
 
 local ROPE = { [""] = 0, linear = 1, dynamic = 2, llama3 = 3 }
 
--- tm_model_params for a validated cfg.  opts: backend ("cpu"|"cuda"), threads.
+-- tm_model_params for a validated cfg.  opts: backend ("cpu"|"cuda"; when absent the
+-- TMRUN_BACKEND environment variable, else "cpu"), threads.
 function M.model_params(cfg, opts)
   opts = opts or {}
   local p = C.tm_model_default_params()
@@ -223,9 +224,11 @@ function M.model_params(cfg, opts)
   p.rope_high_freq_factor = cfg.rope_high_freq_factor
   p.rope_original_max = cfg.original_max_position_embeddings
   p.tp = 1
-  if opts.backend == "cuda" then p.backend = C.TM_BACKEND_CUDA
-  elseif opts.backend == nil or opts.backend == "cpu" then p.backend = C.TM_BACKEND_CPU
-  else error(string.format("backend must be cpu or cuda, got %q", tostring(opts.backend)), 2) end
+  local backend = opts.backend or os.getenv("TMRUN_BACKEND")
+  if backend == "cuda" then p.backend = C.TM_BACKEND_CUDA
+  elseif backend == nil or backend == "" or backend == "cpu" then p.backend = C.TM_BACKEND_CPU
+  elseif opts.backend then error(string.format("backend must be cpu or cuda, got %q", tostring(backend)), 2)
+  else error(string.format("TMRUN_BACKEND must be cpu or cuda, got %q", backend), 2) end
   p.num_threads = opts.threads or 0
   p.group_size = cfg.weight_type == "int4" and cfg.group_size or 0
   p.kv_dtype = KV_DTYPE[assert(M.kv_dtype(cfg))]

@@ -24,13 +24,13 @@ echo "== checks: the CUDA forward against the goldens, random model CUDA = CPU, 
 $T scripts/device/gpu_forward.lua > "$OUT/gpu_forward.txt" 2>&1; rc_fwd=$?
 tail -n 25 "$OUT/gpu_forward.txt"
 rc_rand=skipped
-if [ -x .dev/gpu/test_model_random ]; then
-  TMRUN_TEST_BACKEND=cuda .dev/gpu/test_model_random > "$OUT/test_model_random.txt" 2>&1; rc_rand=$?
+if [ -x .dev/gpu-extra/test_model_random ]; then
+  TMRUN_TEST_BACKEND=cuda .dev/gpu-extra/test_model_random > "$OUT/test_model_random.txt" 2>&1; rc_rand=$?
   tail -n 5 "$OUT/test_model_random.txt"
 fi
 TMRUN_TEST_BACKEND=cuda .dev/gpu/test_engine > "$OUT/test_engine.txt" 2>&1; rc_eng=$?
 tail -n 2 "$OUT/test_engine.txt"
-for t in cutest_rmsnorm cutest_silu_mul; do [ -x .dev/gpu/$t ] && .dev/gpu/$t 2>&1 | tail -n 2; done
+for t in cutest_rmsnorm cutest_silu_mul; do [ -x .dev/gpu-extra/$t ] && .dev/gpu-extra/$t 2>&1 | tail -n 2; done
 
 echo "== the read bandwidth of this GPU (a 4 GiB device copy: bytes read + written over time)"
 python3 - <<'EOF' | tee "$OUT/bandwidth.txt"

@@ -10,17 +10,36 @@ build)
   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTMRUN_TESTS=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
   cmake --build build-gpu -j"$(nproc)" --target tmrun_host test_engine test_model_random cutest_rmsnorm cutest_silu_mul
   mkdir -p .dev/gpu
-  cp build-gpu/tmrun build-gpu/test_engine build-gpu/test_model_random build-gpu/cutest_rmsnorm build-gpu/cutest_silu_mul .dev/gpu/
+  # each static CUDA binary is ~9.5 MB and a device call carries at most 64 MiB with the
+  # tree: the host and the engine test go in .dev/gpu, the rest in .dev/gpu-extra
+  cp build-gpu/tmrun build-gpu/test_engine .dev/gpu/
+  mkdir -p .dev/gpu-extra
+  cp build-gpu/test_model_random build-gpu/cutest_rmsnorm build-gpu/cutest_silu_mul .dev/gpu-extra/
+  strip .dev/gpu/tmrun .dev/gpu/test_engine .dev/gpu-extra/* 2>/dev/null || true
   cp /usr/lib/x86_64-linux-gnu/lua/5.1/luv.so /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so .dev/gpu/
   cp -L /lib/x86_64-linux-gnu/libuv.so.1 .dev/gpu/
+  # busted and its modules (1.2 MB of Lua and three C modules), for the Lua specs on the GPU
+  rm -rf .dev/gpu/lua && mkdir -p .dev/gpu/lua/share .dev/gpu/lua/lib
+  for pkg in lua-busted lua-luassert lua-say lua-penlight lua-term lua-system lua-filesystem lua-mediator lua-cliargs lua-dkjson; do
+    dpkg -L "$pkg" 2>/dev/null | grep -E '^/usr/share/lua/5\.1/.*\.lua$' | while read -r f; do
+      d=.dev/gpu/lua/share/${f#/usr/share/lua/5.1/}; mkdir -p "$(dirname "$d")"; cp "$f" "$d"; done || true
+    dpkg -L "$pkg" 2>/dev/null | grep -E '^/usr/lib/x86_64-linux-gnu/lua/5\.1/.*\.so$' | while read -r f; do
+      d=.dev/gpu/lua/lib/${f#/usr/lib/x86_64-linux-gnu/lua/5.1/}; mkdir -p "$(dirname "$d")"; cp -L "$f" "$d"; done || true
+  done
   build/tmrun scripts/data/brown.lua --out .dev/brown >/dev/null && cp .dev/brown/eval.txt .dev/gpu/eval.txt
   du -sh .dev/gpu ;;
 run)
-  export TMRUN_HOME=$PWD LD_LIBRARY_PATH=$PWD/.dev/gpu:${LD_LIBRARY_PATH:-} LUA_CPATH="$PWD/.dev/gpu/?.so;;"
+  export TMRUN_HOME=$PWD LD_LIBRARY_PATH=$PWD/.dev/gpu:${LD_LIBRARY_PATH:-}
+  export LUA_CPATH="$PWD/.dev/gpu/?.so;$PWD/.dev/gpu/lua/lib/?.so;;" LUA_PATH="$PWD/.dev/gpu/lua/share/?.lua;$PWD/.dev/gpu/lua/share/?/init.lua;;"
   .dev/gpu/tmrun scripts/device/gpu_forward.lua
   # the engine's C test (batching exactness, cancel, preemption, sessions, shutdown) on the GPU
   TMRUN_TEST_BACKEND=cuda .dev/gpu/test_engine
-  # a random model made on the GPU gives the CPU model's logits (same seed, same noise)
-  TMRUN_TEST_BACKEND=cuda .dev/gpu/test_model_random ;;
+  # the Lua engine specs with every model on the GPU (TMRUN_BACKEND is the default backend)
+  for spec in ${GPU_SPECS:-engine_spec}; do
+    TMRUN_BACKEND=cuda TMRUN_BUILD_DIR=$PWD/.dev/gpu .dev/gpu/tmrun tests/lua/run_busted.lua "tests/lua/$spec.lua"
+  done
+  # a random model made on the GPU gives the CPU model's logits (same seed, same noise);
+  # only when .dev/gpu-extra was carried too
+  if [ -x .dev/gpu-extra/test_model_random ]; then TMRUN_TEST_BACKEND=cuda .dev/gpu-extra/test_model_random; fi ;;
 *) echo "usage: scripts/device/gpu_forward.sh build|run" >&2; exit 2 ;;
 esac
