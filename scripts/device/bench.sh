@@ -5,7 +5,7 @@
 # static+compiled) on the same scenario, all on the same GPU minutes apart.
 #
 #   scripts/device/gpu_forward.sh build           here: the CUDA host and Lua modules into .dev/gpu
-#   scripts/device/bench.sh run                   there, carry [".dev/gpu"]; results under $OUT
+#   scripts/device/bench.sh run                   there, carry [".dev/gpu.txz"]; results under $OUT
 #
 # Environment: NEW_TOKENS (256), BATCHES (1,16,64,128,256), HF_SECONDS (the HF
 # script's --max-seconds, 300), HF_FIRST (its --first order).
@@ -13,6 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-.dev/bench-out}
 mkdir -p "$OUT"
+if [ ! -x .dev/gpu/tmrun ] && [ -f .dev/gpu.txz ]; then tar xJf .dev/gpu.txz -C .dev; fi
 export TMRUN_HOME=$PWD LD_LIBRARY_PATH=$PWD/.dev/gpu:${LD_LIBRARY_PATH:-} LUA_CPATH="$PWD/.dev/gpu/?.so;;"
 T=.dev/gpu/tmrun
 NEW=${NEW_TOKENS:-256}
@@ -24,13 +25,13 @@ echo "== checks: the CUDA forward against the goldens, random model CUDA = CPU, 
 $T scripts/device/gpu_forward.lua > "$OUT/gpu_forward.txt" 2>&1; rc_fwd=$?
 tail -n 25 "$OUT/gpu_forward.txt"
 rc_rand=skipped
-if [ -x .dev/gpu-extra/test_model_random ]; then
-  TMRUN_TEST_BACKEND=cuda .dev/gpu-extra/test_model_random > "$OUT/test_model_random.txt" 2>&1; rc_rand=$?
+if [ -x .dev/gpu/test_model_random ]; then
+  TMRUN_TEST_BACKEND=cuda .dev/gpu/test_model_random > "$OUT/test_model_random.txt" 2>&1; rc_rand=$?
   tail -n 5 "$OUT/test_model_random.txt"
 fi
 TMRUN_TEST_BACKEND=cuda .dev/gpu/test_engine > "$OUT/test_engine.txt" 2>&1; rc_eng=$?
 tail -n 2 "$OUT/test_engine.txt"
-for t in cutest_rmsnorm cutest_silu_mul; do [ -x .dev/gpu-extra/$t ] && .dev/gpu-extra/$t 2>&1 | tail -n 2; done
+for t in cutest_rmsnorm cutest_silu_mul; do [ -x .dev/gpu/$t ] && .dev/gpu/$t 2>&1 | tail -n 2; done
 
 echo "== the read bandwidth of this GPU (a 4 GiB device copy: bytes read + written over time)"
 python3 - <<'EOF' | tee "$OUT/bandwidth.txt"

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # gpu_forward.sh: the forward pass on --backend cuda, checked on the GPU machine against
 # the transformers goldens, the CPU backend and the perplexity reference.
-#   scripts/device/gpu_forward.sh build   (here: a CUDA host for sm_90 + Lua modules into .dev/gpu)
-#   scripts/device/gpu_forward.sh run     (there, with carry [".dev/gpu"])
+#   scripts/device/gpu_forward.sh build   here: the CUDA host, the C tests and every cutest for
+#                                         sm_90, luv/cjson/libuv, busted and the eval text into
+#                                         .dev/gpu, packed as .dev/gpu.txz (each static CUDA
+#                                         binary is ~9.5 MB, the packed folder ~18 MB: the
+#                                         device tool carries at most 64 MiB with the tree)
+#   scripts/device/gpu_forward.sh run     there, with carry [".dev/gpu.txz"] (unpacked first)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+unpack() { if [ ! -x .dev/gpu/tmrun ] && [ -f .dev/gpu.txz ]; then tar xJf .dev/gpu.txz -C .dev; fi; }
 case "${1:-}" in
 build)
   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTMRUN_TESTS=ON -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-  cmake --build build-gpu -j"$(nproc)" --target tmrun_host test_engine test_model_random cutest_rmsnorm cutest_silu_mul
-  mkdir -p .dev/gpu
-  # each static CUDA binary is ~9.5 MB and a device call carries at most 64 MiB with the
-  # tree: the host and the engine test go in .dev/gpu, the rest in .dev/gpu-extra
-  cp build-gpu/tmrun build-gpu/test_engine .dev/gpu/
-  mkdir -p .dev/gpu-extra
-  cp build-gpu/test_model_random build-gpu/cutest_rmsnorm build-gpu/cutest_silu_mul .dev/gpu-extra/
-  strip .dev/gpu/tmrun .dev/gpu/test_engine .dev/gpu-extra/* 2>/dev/null || true
+  cutests=$(ls kernels/*/cutest_*.c | xargs -n1 basename | sed 's/\.c$//')
+  # shellcheck disable=SC2086
+  cmake --build build-gpu -j"$(nproc)" --target tmrun_host test_engine test_model_random $cutests
+  rm -rf .dev/gpu .dev/gpu-extra && mkdir -p .dev/gpu
+  for t in tmrun test_engine test_model_random $cutests; do cp "build-gpu/$t" .dev/gpu/; done
+  strip .dev/gpu/tmrun .dev/gpu/test_* .dev/gpu/cutest_* 2>/dev/null || true
   cp /usr/lib/x86_64-linux-gnu/lua/5.1/luv.so /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so .dev/gpu/
   cp -L /lib/x86_64-linux-gnu/libuv.so.1 .dev/gpu/
   # busted and its modules (1.2 MB of Lua and three C modules), for the Lua specs on the GPU
@@ -27,8 +30,10 @@ build)
       d=.dev/gpu/lua/lib/${f#/usr/lib/x86_64-linux-gnu/lua/5.1/}; mkdir -p "$(dirname "$d")"; cp -L "$f" "$d"; done || true
   done
   build/tmrun scripts/data/brown.lua --out .dev/brown >/dev/null && cp .dev/brown/eval.txt .dev/gpu/eval.txt
-  du -sh .dev/gpu ;;
+  tar -I 'xz -T2 -6' -cf .dev/gpu.txz -C .dev gpu
+  du -sh .dev/gpu .dev/gpu.txz ;;
 run)
+  unpack
   export TMRUN_HOME=$PWD LD_LIBRARY_PATH=$PWD/.dev/gpu:${LD_LIBRARY_PATH:-}
   export LUA_CPATH="$PWD/.dev/gpu/?.so;$PWD/.dev/gpu/lua/lib/?.so;;" LUA_PATH="$PWD/.dev/gpu/lua/share/?.lua;$PWD/.dev/gpu/lua/share/?/init.lua;;"
   .dev/gpu/tmrun scripts/device/gpu_forward.lua
@@ -38,8 +43,7 @@ run)
   for spec in ${GPU_SPECS:-engine_spec}; do
     TMRUN_BACKEND=cuda TMRUN_BUILD_DIR=$PWD/.dev/gpu .dev/gpu/tmrun tests/lua/run_busted.lua "tests/lua/$spec.lua"
   done
-  # a random model made on the GPU gives the CPU model's logits (same seed, same noise);
-  # only when .dev/gpu-extra was carried too
-  if [ -x .dev/gpu-extra/test_model_random ]; then TMRUN_TEST_BACKEND=cuda .dev/gpu-extra/test_model_random; fi ;;
+  # a random model made on the GPU gives the CPU model's logits (same seed, same noise)
+  TMRUN_TEST_BACKEND=cuda .dev/gpu/test_model_random ;;
 *) echo "usage: scripts/device/gpu_forward.sh build|run" >&2; exit 2 ;;
 esac

@@ -1,33 +1,28 @@
 #!/usr/bin/env bash
-# scripts/device/test.sh - the CUDA twin tests (kernels/*/cutest_*.c) on the GPU machine.
+# scripts/device/test.sh - every CUDA test on the GPU machine in one call: the CUDA twin
+# tests (kernels/*/cutest_*.c, each op against its CPU twin), then the forward pass and
+# the engine on --backend cuda (scripts/device/gpu_forward.sh run: the goldens, the demo
+# model's perplexity, the engine's C test and Lua spec, random models CUDA = CPU).
 #
-#   scripts/device/test.sh build   here (nvcc, no GPU needed): configure build-cuda for
-#                                  sm_90, build every cutest_* binary, copy them into
-#                                  .dev/cuda-bin/ (git-ignored, carried to the device)
-#   scripts/device/test.sh run     there: run every binary in .dev/cuda-bin/ with a time
-#                                  limit each, logs in .dev/cuda-logs (archived to
-#                                  $OUT/cutest-logs.tgz when OUT is set), and
-#                                  print a summary table last; exit 1 if any failed
+#   scripts/device/test.sh build   here (nvcc, no GPU needed): gpu_forward.sh build, which
+#                                  builds all of it for sm_90 into .dev/gpu and packs
+#                                  .dev/gpu.txz (git-ignored, carried to the device)
+#   scripts/device/test.sh run     there, carry [".dev/gpu.txz"]: run every cutest with a
+#                                  time limit each, logs in .dev/cuda-logs (archived to
+#                                  $OUT/cutest-logs.tgz when OUT is set), a summary table,
+#                                  then the forward checks; exit 1 if anything failed
 #
 # docs/DEVELOPING.md ("CUDA tests on the GPU machine") has the device call.
 set -u
 cd "$(dirname "$0")/../.."
-BIN=.dev/cuda-bin
+BIN=.dev/gpu
 
 build() {
-    set -e
-    cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-    local targets
-    targets=$(ls kernels/*/cutest_*.c | xargs -n1 basename | sed 's/\.c$//')
-    # shellcheck disable=SC2086
-    cmake --build build-cuda -j2 --target $targets
-    rm -rf "$BIN" && mkdir -p "$BIN"
-    for t in $targets; do cp "build-cuda/$t" "$BIN/"; done
-    strip "$BIN"/cutest_* 2>/dev/null || true
-    du -sh "$BIN"
+    scripts/device/gpu_forward.sh build
 }
 
 run() {
+    if [ ! -x "$BIN/tmrun" ] && [ -f .dev/gpu.txz ]; then tar xJf .dev/gpu.txz -C .dev; fi
     local logs=.dev/cuda-logs limit=${CUTEST_TIMEOUT:-120} failed=0 summary=""
     mkdir -p "$logs"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee "$logs/gpu.txt"
@@ -49,6 +44,8 @@ run() {
     if [ -n "${OUT:-}" ]; then
         tar czf "$OUT/cutest-logs.tgz" -C "$logs" . && cp "$logs/summary.txt" "$OUT/"
     fi
+    echo "---- forward, engine and random-model checks on --backend cuda ----"
+    scripts/device/gpu_forward.sh run || failed=1
     return $failed
 }
 
