@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "profile.h"
 #include "error.h"
 
 tm_engine_params tm_engine_default_params(void)
@@ -124,6 +125,7 @@ static tm_status alloc_state(tm_engine *e)
         !e->logit_rows || !e->logit_seqs || !e->logits || !e->sampler_ws)
         return tmi_fail(TM_ERR_NOMEM, "engine buffers for batch %d: out of memory", batch);
     if ((s = tmi_engine_dev_init(e, batch))) return s;
+    if (p->profile && (s = tmi_fwd_buffers_profile(&e->fb, e->model))) return s;
     e->local.blocks_total = n_blocks;
     e->local.blocks_free = n_blocks;
     e->stats = e->local;
@@ -381,6 +383,16 @@ void tm_engine_event_drain(tm_engine *engine)
 {
     uint64_t v;
     if (engine && read(engine->event_fd, &v, sizeof v) < 0) { /* EAGAIN: nothing pending */ }
+}
+
+int32_t tm_engine_profile(tm_engine *engine, char *buf, int32_t cap)
+{
+    if (buf && cap > 0) buf[0] = '\0';
+    if (!engine || !engine->p.profile) return 0;
+    pthread_mutex_lock(&engine->mu);
+    tmi_prof_totals t = engine->prof_published;
+    pthread_mutex_unlock(&engine->mu);
+    return tmi_prof_format(&t, buf, buf ? cap : 0);
 }
 
 void tm_engine_get_stats(tm_engine *engine, tm_engine_stats *stats)

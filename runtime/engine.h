@@ -8,6 +8,7 @@
 
 #include "block_pool.h"
 #include "model.h"
+#include "profile.h"
 #include "rng.h"
 #include "sampler.h"
 #include "kernels/sample/sample.h"
@@ -91,6 +92,7 @@ struct tm_engine {
     int stopping;
     int32_t inbox_count;
     tm_engine_stats stats;    /* published copy, guarded by mu */
+    tmi_prof_totals prof_published; /* fb.prof's totals as of the last step, guarded by mu */
 
     /* engine thread only */
     tmi_block_pool pool;

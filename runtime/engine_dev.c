@@ -14,6 +14,7 @@
 #include "engine.h"
 #include "engine_seq.h"
 #include "error.h"
+#include "profile.h"
 
 #ifdef TMRUN_HAVE_CUDA
 #include "cuda/cuda_runtime.h"
@@ -86,7 +87,9 @@ tm_status tmi_engine_dev_sample(tm_engine *e, int32_t n)
         (s = tmi_cuda_memcpy_async(e->ds.out + e->ds.cap, e->ds.out_dev + e->ds.cap, (size_t)n * sizeof(float), 1,
                                    fb->dev.stream)))
         return s;
-    return tmi_cuda_stream_sync(fb->dev.stream);
+    tmi_prof_mark(fb->prof, TMI_PROF_SAMPLE);
+    if ((s = tmi_cuda_stream_sync(fb->dev.stream))) return s;
+    return tmi_prof_end(fb->prof);
 }
 #else
 tm_status tmi_engine_dev_init(tm_engine *e, int32_t batch)

@@ -295,6 +295,7 @@ static void publish(tm_engine *e, int delivered)
     e->local.blocks_free = tmi_blocks_free_count(&e->pool);
     pthread_mutex_lock(&e->mu);
     e->stats = e->local;
+    if (e->fb.prof) e->prof_published = e->fb.prof->totals;
     pthread_mutex_unlock(&e->mu);
     if (delivered) {
         uint64_t one = 1;

@@ -10,6 +10,7 @@
 #include "error.h"
 #include "kernels/attention/paged_kv.h"
 #include "model.h"
+#include "profile.h"
 
 static int64_t qkv_cols(const tm_model_params *p)
 {
@@ -80,6 +81,7 @@ void tmi_fwd_buffers_free(tmi_fwd_buffers *fb)
         free(fb->up);
         free(fb->workspace);
     }
+    tmi_prof_destroy(fb->prof);
     free(fb->pos);
     free(fb->inv_freq);
     tmi_pool_destroy(fb->pool);
@@ -192,9 +194,12 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
     int64_t q_cols = (int64_t)p->head_num * hd, kv_cols = (int64_t)p->kv_head_num * hd;
     tm_status s;
     if ((s = rmsnorm(m, ex, &L->attn_norm, fb->x, fb->hn, fb->act_dtype, n))) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_NORM);
     observe(fb, TMI_OBS_ATTN_IN, fb->h, p->hidden_size, n, p->hidden_size);
     if ((s = linear(m, ex, fb, &L->qkv, fb->hn, p->hidden_size, n, fb->qkv, ldq, 0))) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_QKV);
     if ((s = rotary(m, ex, fb, b))) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_ROPE);
     observe(fb, TMI_OBS_K, fb->qkv + q_cols, ldq, n, kv_cols);
     observe(fb, TMI_OBS_V, fb->qkv + q_cols + kv_cols, ldq, n, kv_cols);
     tmi_kv_write_args kw = {
@@ -203,14 +208,18 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
         .meta_dev = fb->dev.meta,
     };
     if ((s = m->ops->kv_write(ex, &kw))) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_KV_WRITE);
     tmi_attention_args at = {
         .n_seq = b->n_seq, .seqs = b->seqs, .n_head = p->head_num,
         .q = fb->qkv, .ldq = ldq, .out = fb->attn_out, .out_dtype = fb->act_dtype, .ldo = q_cols, .cache = cache,
         .scale = 1.0f / sqrtf((float)hd), .window = p->sliding_window, .meta_dev = fb->dev.meta,
     };
     if ((s = m->ops->attention(ex, &at))) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_ATTENTION);
     observe(fb, TMI_OBS_O_IN, fb->attn, q_cols, n, q_cols);
-    return linear(m, ex, fb, &L->wo, fb->attn_out, q_cols, n, fb->x, p->hidden_size, 1);
+    s = linear(m, ex, fb, &L->wo, fb->attn_out, q_cols, n, fb->x, p->hidden_size, 1);
+    tmi_prof_mark(fb->prof, TMI_PROF_O);
+    return s;
 }
 
 /* gate and up (one fused GEMM on CUDA, two on the CPU), silu(gate) * up into the
@@ -221,6 +230,7 @@ static tm_status ffn_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffer
     int64_t inter = p->inter_size;
     tm_status s;
     if ((s = rmsnorm(m, ex, &L->ffn_norm, fb->x, fb->hn, fb->act_dtype, n))) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_NORM);
     observe(fb, TMI_OBS_FFN_IN, fb->h, p->hidden_size, n, p->hidden_size);
     tmi_silu_mul_args a = {
         .n = n, .d = inter, .gate = fb->gate, .ldg = inter, .up = fb->up, .ldu = inter,
@@ -234,9 +244,13 @@ static tm_status ffn_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffer
         if ((s = linear(m, ex, fb, &L->w1, fb->hn, p->hidden_size, n, fb->gate, inter, 0))) return s;
         if ((s = linear(m, ex, fb, &L->w3, fb->hn, p->hidden_size, n, fb->up, inter, 0))) return s;
     }
+    tmi_prof_mark(fb->prof, TMI_PROF_GATE_UP);
     if ((s = m->ops->silu_mul(ex, &a))) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_SILU);
     observe(fb, TMI_OBS_DOWN_IN, fb->gate, inter, n, inter);
-    return linear(m, ex, fb, &L->w2, fb->act, inter, n, fb->x, p->hidden_size, 1);
+    s = linear(m, ex, fb, &L->w2, fb->act, inter, n, fb->x, p->hidden_size, 1);
+    tmi_prof_mark(fb->prof, TMI_PROF_DOWN);
+    return s;
 }
 
 /* Final norm of the wanted rows, gathered into h, then the lm head.  On CUDA the
@@ -296,6 +310,7 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
         .blas = fb->dev.blas, .stream = fb->dev.stream,
     };
     int64_t n = b->n_tok;
+    tmi_prof_begin(fb->prof);
     for (int32_t sq = 0; sq < b->n_seq; sq++)
         for (int32_t t = 0; t < b->seqs[sq].q_len; t++)
             fb->pos[b->seqs[sq].q_start + t] = b->seqs[sq].kv_len - b->seqs[sq].q_len + t;
@@ -304,12 +319,14 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
         if ((s = tmi_fwd_dev_stage(m, fb, b, cache.block_len))) return s;
         ids = fb->dev.tokens;
     }
+    tmi_prof_mark(fb->prof, TMI_PROF_STAGE);
 
     tmi_embedding_args e = {
         .n = n, .ids = ids, .table = m->embed.data, .dtype = m->embed.dtype,
         .vocab = m->p.vocab_size, .d = m->p.hidden_size, .out = fb->x, .ldo = m->p.hidden_size,
     };
     if ((s = m->ops->embedding(&ex, &e))) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_EMBED);
     for (int32_t l = 0; l < m->p.num_layer; l++) {
         tmi_kv_cache c = cache;
         c.layer_offset = (int64_t)l * 2 * c.v_offset;
@@ -319,6 +336,18 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
         if ((s = attention_block(m, &ex, fb, b, &m->layers[l], c, n))) return s;
         if ((s = ffn_block(m, &ex, fb, &m->layers[l], n))) return s;
     }
-    if (b->n_logits == 0) return fb->on_device ? tmi_fwd_dev_sync(fb) : TM_OK;
-    return logits(m, &ex, fb, b);
+    if (b->n_logits == 0) {
+        if (fb->on_device && (s = tmi_fwd_dev_sync(fb))) return s;
+        return tmi_prof_end(fb->prof);
+    }
+    if ((s = logits(m, &ex, fb, b))) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_LOGITS);
+    /* logits left on the device: the caller samples there, marks it and ends the step */
+    return b->logits ? tmi_prof_end(fb->prof) : TM_OK;
+}
+
+tm_status tmi_fwd_buffers_profile(tmi_fwd_buffers *fb, const tm_model *m)
+{
+    if (fb->prof) return TM_OK;
+    return tmi_prof_create(m->p.num_layer * 12 + 8, fb->on_device, fb->dev.stream, &fb->prof);
 }

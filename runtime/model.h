@@ -108,6 +108,7 @@ typedef struct tmi_fwd_buffers {
     size_t workspace_bytes;
     tmi_pool *pool;
     const tmi_observer *observer; /* NULL (the default): no calibration hooks */
+    struct tmi_prof *prof;        /* NULL (the default): no per-op timing (profile.h) */
     int32_t layer;                /* the layer being run, for the observer */
     /* the inputs of the GEMMs, in act_dtype: F32 on the CPU, where they are h, attn
      * and gate themselves; on CUDA the weights' dtype (16-bit activations, fp32
@@ -139,6 +140,9 @@ typedef struct tmi_fwd_buffers {
 tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t cap_tok, int32_t max_kv_len,
                                int32_t max_logits);
 void tmi_fwd_buffers_free(tmi_fwd_buffers *fb);
+
+/* Turns per-op timing on for this runner (profile.h): fb->prof. */
+tm_status tmi_fwd_buffers_profile(tmi_fwd_buffers *fb, const tm_model *m);
 
 /* The layout of a KV pool in the model's kv_dtype (base set by caller). */
 tmi_kv_cache tmi_model_kv_layout(const tm_model *m, int32_t block_len);

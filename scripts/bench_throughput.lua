@@ -41,6 +41,7 @@ local opts = args.parse(arg, {
     bandwidth = { type = "number", default = 0, min = 0, help = "measured read bandwidth in GB/s, for the batch-1 limit" },
     threads = { type = "int", default = 0, min = 0, max = 512 },
     json = { type = "string", help = "write the results as JSON here" },
+    profile = { type = "flag", help = "also print each batch's per-op time (a sync a step on CUDA: slower)" },
   },
 })
 
@@ -157,6 +158,7 @@ for _, b in ipairs(batches) do
   local eng = assert(engine_mod.new({
     model = m, max_batch_size = b, session_len = session_len, cache_block_seq_len = opts.block_len,
     cache_max_entry_count = blocks, tokenizer = false, max_prefill_token_num = math.max(b * opts.prompt, 256),
+    profile = opts.profile,
   }))
   if opts.warmup > 0 then run(eng, b, math.min(opts.warmup, opts.output)) end
   local st0 = eng:stats()
@@ -184,6 +186,7 @@ for _, b in ipairs(batches) do
     row.first_token_ms_mean, row.first_token_ms_max, row.per_token_ms_p50, row.per_token_ms_p99,
     row.device_memory_gib and string.format("%.2f", row.device_memory_gib) or "-", row.kv_pool_gib,
     row.steps / wall))
+  if opts.profile then row.profile = eng:profile() end
   io.stdout:flush()
   eng:close()
 end
@@ -196,6 +199,9 @@ if opts.bandwidth > 0 and rows[1] and rows[1].batch == 1 then
   out.bandwidth_gbs, out.batch1_limit_tok_s = opts.bandwidth, limit
   print(string.format("\nbatch 1: %.1f tok/s = %.1f%% of the bandwidth limit %.1f tok/s (%.0f GB/s over %.2f GB a step)",
     rows[1].output_tok_s, 100 * rows[1].output_tok_s / limit, limit, opts.bandwidth, step_bytes / 1e9))
+end
+for _, row in ipairs(rows) do
+  if row.profile then print(string.format("\n### per-op time, batch %d (warm-up included)\n\n%s", row.batch, row.profile)) end
 end
 if opts.json then
   local f = assert(io.open(opts.json, "w"))

@@ -39,7 +39,8 @@ end
 
 -- opts: model (path or a tmrun.model object), backend, threads, max_batch_size,
 -- session_len, cache_max_entry_count, cache_block_seq_len, max_prefill_token_num,
--- tokenizer (false: none).  Returns an engine, or nil, err.
+-- tokenizer (false: none), profile (true: per-op timing, Engine:profile()).  Returns an
+-- engine, or nil, err.
 function M.new(opts)
   if type(opts) ~= "table" then error("tmrun.engine needs a table of options", 2) end
   local m, err = opts.model, nil
@@ -76,6 +77,7 @@ function M.new(opts)
   p.cache_block_seq_len = opts.cache_block_seq_len or cfg.cache_block_seq_len
   p.cache_max_entry_count = opts.cache_max_entry_count or cfg.cache_max_entry_count
   if tok then p.tokenizer = tok._h end
+  p.profile = opts.profile and 1 or 0
   local eos = m.stop_ids or {}
   if #eos > 8 then return nil, "a model may have at most 8 end ids" end
   for i, id in ipairs(eos) do p.eos_ids[i - 1] = id end
@@ -339,6 +341,15 @@ function Engine:stats()
     out[k] = tonumber(s[k])
   end
   return out
+end
+
+-- The per-op time table of an engine made with profile = true (markdown), or nil.
+function Engine:profile()
+  local n = C.tm_engine_profile(self:_h(), nil, 0)
+  if n == 0 then return nil end
+  local buf = ffi.new("char[?]", n + 1)
+  C.tm_engine_profile(self:_h(), buf, n + 1)
+  return ffi.string(buf)
 end
 
 function Engine:event_fd() return C.tm_engine_event_fd(self:_h()) end

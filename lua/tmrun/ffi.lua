@@ -279,6 +279,7 @@ typedef struct tm_engine_params {
     const tm_tokenizer *tokenizer;
     int32_t eos_ids[8];
     int32_t n_eos_ids;
+    int32_t profile;
 } tm_engine_params;
 
 tm_engine_params tm_engine_default_params(void);
@@ -372,6 +373,7 @@ typedef struct tm_engine_stats {
 } tm_engine_stats;
 
 void tm_engine_get_stats(tm_engine *engine, tm_engine_stats *stats);
+int32_t tm_engine_profile(tm_engine *engine, char *buf, int32_t cap);
 ]]
 
 ffi.cdef(M.cdef)

@@ -159,3 +159,39 @@ extern "C" tm_status tmi_cuda_fill_random(void *dst, tm_dtype dtype, int64_t row
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "fill_random: launch failed: %s", cudaGetErrorString(e));
     return TM_OK;
 }
+
+extern "C" tm_status tmi_cuda_event_create(void **event)
+{
+    cudaEvent_t e = NULL;
+    cudaError_t r = cudaEventCreate(&e);
+    if (r != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "cudaEventCreate: %s", cudaGetErrorString(r));
+    *event = e;
+    return TM_OK;
+}
+
+extern "C" void tmi_cuda_event_destroy(void *event)
+{
+    if (event) cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+
+extern "C" void tmi_cuda_event_record(void *event, void *stream)
+{
+    cudaEventRecord(static_cast<cudaEvent_t>(event), static_cast<cudaStream_t>(stream));
+}
+
+extern "C" tm_status tmi_cuda_event_sync(void *event)
+{
+    cudaError_t r = cudaEventSynchronize(static_cast<cudaEvent_t>(event));
+    if (r != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "cudaEventSynchronize: %s", cudaGetErrorString(r));
+    return TM_OK;
+}
+
+extern "C" double tmi_cuda_event_elapsed(void *start, void *end)
+{
+    float ms = 0.0f;
+    if (cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)) != cudaSuccess) {
+        cudaGetLastError();
+        return 0.0;
+    }
+    return (double)ms * 1e-3;
+}

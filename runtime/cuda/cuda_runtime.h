@@ -35,6 +35,13 @@ tm_status tmi_cuda_stream_create(void **stream); /* non-blocking w.r.t. the lega
 void tmi_cuda_stream_destroy(void *stream);
 tm_status tmi_cuda_stream_sync(void *stream);
 
+/* Timing events (cudaEventCreate with timing on). */
+tm_status tmi_cuda_event_create(void **event);
+void tmi_cuda_event_destroy(void *event);
+void tmi_cuda_event_record(void *event, void *stream);
+tm_status tmi_cuda_event_sync(void *event);
+double tmi_cuda_event_elapsed(void *start, void *end); /* seconds; 0 on error */
+
 /* dst[r * ld + c] = offset + scale * u(seed, r * cols + c) for a rows x cols block
  * of an F32 / F16 / BF16 matrix, u in [-1, 1) from tmi_random_unit (the CPU twin
  * in model_random.c), so a seed gives the same tensor on both backends. */

@@ -533,6 +533,8 @@ typedef struct tm_engine_params {
     const tm_tokenizer *tokenizer; /* optional; needed for stop strings; must outlive the engine */
     int32_t eos_ids[8];            /* the model's end ids (generation_config.json), each in [0, vocab) */
     int32_t n_eos_ids;             /* [0, 8] */
+    int32_t profile;               /* 1: time every op of every step (tm_engine_profile); costs a
+                                      sync a step on CUDA, so not for throughput runs.  Default 0 */
 } tm_engine_params;
 
 tm_engine_params tm_engine_default_params(void);
@@ -645,6 +647,12 @@ typedef struct tm_engine_stats {
 
 /* A snapshot (any thread). */
 void tm_engine_get_stats(tm_engine *engine, tm_engine_stats *stats);
+
+/* Per-op time of the steps so far (an engine made with profile = 1) as a markdown
+ * table (op, calls, total ms, ms a step, share) into buf[cap], NUL-terminated when
+ * cap > 0.  Returns the length the whole table needs (snprintf's rule); 0 when the
+ * engine does not profile.  Any thread; the numbers are as of the last step. */
+int32_t tm_engine_profile(tm_engine *engine, char *buf, int32_t cap);
 
 /* tmrun-ffi-end */
 

@@ -59,6 +59,10 @@ if [ "$rc_tm" -ne 0 ]; then
   exit 1
 fi
 
+echo "== tmrun per-op time at batch 1 and 64 (profiled: a sync a step, so not the throughput numbers)"
+$T scripts/bench_throughput.lua --random-weights llama2-7b --backend cuda --batches 1,64 --output 64 --profile \
+  2>&1 | tee "$OUT/profile.txt" | sed -n '/per-op time/,$p'
+
 echo "== tmrun bench_memory (7B, context 2048 / 4096)"
 $T scripts/bench_memory.lua --random-weights llama2-7b --contexts 2048,4096 --batches 1,16,64 2>&1 | tee "$OUT/memory.txt"
 

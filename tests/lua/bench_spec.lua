@@ -74,6 +74,25 @@ describe("bench_throughput.lua", function()
     assert.is_true(res.batch1_limit_tok_s > 0)
   end)
 
+  it("profiles every op of every step when asked", function()
+    local m = rm.open("tiny", { dtype = "fp32", threads = 1 })
+    local eng = assert(engine.new({ model = m, max_batch_size = 2, session_len = 64, tokenizer = false, profile = true }))
+    assert(eng:generate({ { 1, 2, 3 }, { 4, 5 } }, { max_new_tokens = 4, ignore_eos = true }))
+    local t = assert(eng:profile())
+    local steps = tonumber(t:match("| all | (%d+) steps"))
+    assert.is_true(steps >= 4, t)
+    -- per step: one qkv gemm and one attention per layer, two norms per layer
+    local layers = m.cfg.num_layer
+    assert.equal(steps * layers, tonumber(t:match("| qkv gemm | (%d+) |")), t)
+    assert.equal(steps * layers, tonumber(t:match("| attention | (%d+) |")), t)
+    assert.equal(2 * steps * layers, tonumber(t:match("| rmsnorm | (%d+) |")), t)
+    eng:close()
+    local plain = assert(engine.new({ model = m, max_batch_size = 1, session_len = 64, tokenizer = false }))
+    assert.is_nil(plain:profile())
+    plain:close()
+    m:close()
+  end)
+
   it("refuses a run with no model", function()
     local out, rc = helpers.run(string.format("cd %s && %s bench_throughput.lua --backend cpu 2>&1", TMRUN_HOME,
       helpers.tmrun()))
