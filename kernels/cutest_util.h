@@ -68,6 +68,24 @@ static inline double cu_rel_err16(const uint16_t *got, const uint16_t *ref, tm_d
     return r2 > 0 ? sqrt(e2 / r2) : sqrt(e2);
 }
 
+/* The check of a 16-bit output (an op's out_dtype F16 / BF16) against its CPU twin's:
+ * relative error under 1e-3 (F16) or 8e-3 (BF16) - one sum-order difference can flip
+ * a rounding - and the padding columns [cols, ld) still the 0xffff poison.  Notes
+ * the error in worst[dt]; prints what failed.  Returns 1 when it passed. */
+static inline int cu_check_out16(const uint16_t *got, const uint16_t *ref, tm_dtype dt, int64_t rows, int64_t cols,
+                                 int64_t ld, double *worst, const char *what)
+{
+    double rel = cu_rel_err16(got, ref, dt, rows, cols, ld);
+    int64_t pad = 0;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = cols; j < ld; j++) pad += got[i * ld + j] != 0xffff;
+    if (rel > worst[dt] || isnan(rel)) worst[dt] = rel;
+    if (CHECK(rel < (dt == TM_F16 ? 1e-3 : 8e-3)) && CHECK(pad == 0)) return 1;
+    fprintf(stderr, "  %s 16-bit out %lld x %lld dtype %s: rel %.3g, %lld padding elements written\n", what,
+            (long long)rows, (long long)cols, tm_dtype_name(dt), rel, (long long)pad);
+    return 0;
+}
+
 /* Elements of columns [cols, ld) of got that differ from before (bitwise; NaN = NaN). */
 static inline int64_t cu_padding_changed(const float *got, const float *before, int64_t rows, int64_t cols, int64_t ld)
 {

@@ -38,6 +38,7 @@ tm_status tmi_fwd_buffers_init(tmi_fwd_buffers *fb, const tm_model *m, int32_t c
     fb->max_logits = max_logits < 1 ? 1 : max_logits > cap_tok ? cap_tok : max_logits;
     fb->pos = malloc(n * sizeof(int32_t));
     fb->inv_freq = malloc((size_t)p->size_per_head / 2 * sizeof(float));
+    fb->cap_freq = 1;
     if (p->backend == TM_BACKEND_CUDA) {
         if (!fb->pos || !fb->inv_freq) s = tmi_fail(TM_ERR_NOMEM, "forward buffers: out of memory");
         else s = tmi_fwd_dev_init(fb, m, n);
@@ -150,36 +151,53 @@ static tm_status rmsnorm(const tm_model *m, const tmi_exec *ex, const tmi_vec *w
     return m->ops->rmsnorm(ex, &a);
 }
 
-/* RoPE on the q and k heads of each sequence's rows, with that sequence's freqs.
- * On CUDA the step's frequencies were staged once (tmi_fwd_dev_stage): one launch
- * over every row when all sequences share them, else one per sequence. */
+/* The step's RoPE frequencies into fb->inv_freq, once for all layers: one row when
+ * every sequence has the same (all but dynamic NTK past its original length), else
+ * one row per sequence. */
+static tm_status step_freqs(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b)
+{
+    int32_t half = m->p.size_per_head / 2, first = -1;
+    int32_t rows = m->p.rope_type == TM_ROPE_DYNAMIC && b->n_seq > 1 ? b->n_seq : 1;
+    if (rows > fb->cap_freq) {
+        float *grown = realloc(fb->inv_freq, (size_t)rows * half * sizeof(float));
+        if (!grown) return tmi_fail(TM_ERR_NOMEM, "RoPE frequencies of %d sequences: out of memory", rows);
+        fb->inv_freq = grown;
+        fb->cap_freq = rows;
+    }
+    for (int32_t s = 0; s < b->n_seq && first < 0; s++)
+        if (b->seqs[s].q_len > 0) first = s;
+    tmi_rope_inv_freq(&m->p, first >= 0 ? b->seqs[first].kv_len : 1, fb->inv_freq);
+    fb->shared_freq = 1;
+    fb->n_freq = rows;
+    for (int32_t s = 0; s < b->n_seq && rows > 1; s++) {
+        float *row = fb->inv_freq + (int64_t)s * half;
+        tmi_rope_inv_freq(&m->p, b->seqs[s].kv_len > 0 ? b->seqs[s].kv_len : 1, row);
+        if (memcmp(row, fb->inv_freq, (size_t)half * sizeof(float))) fb->shared_freq = 0;
+    }
+    return TM_OK;
+}
+
+/* RoPE on the q and k heads of every row, with its sequence's frequencies: one
+ * call over all rows when the sequences share them, else one per sequence.  On
+ * CUDA the positions and frequencies are the staged device copies. */
 static tm_status rotary(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_batch *b)
 {
     const tm_model_params *p = &m->p;
-    int64_t ld = qkv_cols(p);
+    int64_t ld = qkv_cols(p), half = p->size_per_head / 2;
+    const int32_t *pos = fb->on_device ? fb->dev.pos : fb->pos;
+    const float *freq = fb->on_device ? fb->dev.inv_freq : fb->inv_freq;
     tmi_rope_args r = {
         .n_head = p->head_num + p->kv_head_num, .head_dim = p->size_per_head, .ld = ld, .attn_factor = 1.0f,
+        .n_tok = b->n_tok, .x = fb->qkv, .pos = pos, .inv_freq = freq,
     };
-    if (fb->on_device && fb->dev.shared_freq) {
-        r.n_tok = b->n_tok;
-        r.x = fb->qkv;
-        r.pos = fb->dev.pos;
-        r.inv_freq = fb->dev.inv_freq;
-        return m->ops->rope(ex, &r);
-    }
+    if (fb->shared_freq) return m->ops->rope(ex, &r);
     for (int32_t s = 0; s < b->n_seq; s++) {
         const tmi_attn_seq *sq = &b->seqs[s];
         if (sq->q_len == 0) continue;
-        if (fb->on_device) {
-            r.inv_freq = fb->dev.inv_freq + (int64_t)s * (p->size_per_head / 2);
-            r.pos = fb->dev.pos + sq->q_start;
-        } else {
-            tmi_rope_inv_freq(p, sq->kv_len, fb->inv_freq);
-            r.inv_freq = fb->inv_freq;
-            r.pos = fb->pos + sq->q_start;
-        }
         r.n_tok = sq->q_len;
         r.x = fb->qkv + (int64_t)sq->q_start * ld;
+        r.pos = pos + sq->q_start;
+        r.inv_freq = freq + (int64_t)s * half;
         tm_status st = m->ops->rope(ex, &r);
         if (st) return st;
     }
@@ -314,6 +332,7 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
     for (int32_t sq = 0; sq < b->n_seq; sq++)
         for (int32_t t = 0; t < b->seqs[sq].q_len; t++)
             fb->pos[b->seqs[sq].q_start + t] = b->seqs[sq].kv_len - b->seqs[sq].q_len + t;
+    if ((s = step_freqs(m, fb, b))) return s;
     const int32_t *ids = b->tokens;
     if (fb->on_device) { /* ids, positions, logit rows, block tables, RoPE freqs: one copy */
         if ((s = tmi_fwd_dev_stage(m, fb, b, cache.block_len))) return s;

@@ -4,7 +4,8 @@
  * frequencies) into one pinned buffer that goes over in a single async copy.
  *
  * Staging layout (int32 units, each section starting on a 64-unit boundary):
- *   tokens[n_tok] pos[n_tok] rows[n_logits] meta[tmi_kv_meta_ints] inv_freq[n_freq][head_dim/2] (fp32)
+ *   tokens[n_tok] pos[n_tok] rows[n_logits] meta[tmi_kv_meta_ints] inv_freq[n_freq][head_dim/2] (fp32,
+ *   the forward's step_freqs)
  * The pinned buffer is rewritten at the next step only after this step's stream
  * work has been waited for (every step ends with a sync: the logits or tokens
  * copy), so a copy in flight never reads a half-written buffer. */
@@ -53,9 +54,9 @@ tm_status tmi_fwd_dev_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n)
         return s;
     fb->attn = NULL; /* fp32 views of attn_out and up: the CPU's, not used here */
     fb->up = fb->gate + inter;
-    /* 64 tokens a block is the engine's default; a context's smaller blocks only
-       need more metadata, which the stage grows into */
-    fb->workspace_bytes = workspace_bytes(m, fb->cap_tok, fb->max_kv_len, 16);
+    /* the forward always passes meta_dev, so the attention part is its split-K
+       partials, which do not depend on the block length */
+    fb->workspace_bytes = workspace_bytes(m, fb->cap_tok, fb->max_kv_len, 64);
     return tmi_dev_alloc(&fb->workspace, fb->workspace_bytes);
 }
 
@@ -90,29 +91,12 @@ static tm_status stage_reserve(tmi_fwd_buffers *fb, int64_t ints)
     return TM_OK;
 }
 
-/* RoPE frequencies of the step: one row when every sequence has the same (all but
- * dynamic NTK past its original length), else one row per sequence. */
-static int32_t stage_freqs(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, float *dst)
-{
-    int32_t half = m->p.size_per_head / 2, first = -1;
-    for (int32_t s = 0; s < b->n_seq && first < 0; s++)
-        if (b->seqs[s].q_len > 0) first = s;
-    tmi_rope_inv_freq(&m->p, first >= 0 ? b->seqs[first].kv_len : 1, dst);
-    fb->dev.shared_freq = 1;
-    if (m->p.rope_type != TM_ROPE_DYNAMIC) return 1;
-    for (int32_t s = 0; s < b->n_seq; s++) {
-        tmi_rope_inv_freq(&m->p, b->seqs[s].kv_len > 0 ? b->seqs[s].kv_len : 1, dst + (int64_t)s * half);
-        if (memcmp(dst + (int64_t)s * half, dst, (size_t)half * sizeof(float))) fb->dev.shared_freq = 0;
-    }
-    return b->n_seq > 0 ? b->n_seq : 1;
-}
-
 tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, int32_t block_len)
 {
     int64_t n = b->n_tok, half = m->p.size_per_head / 2;
     int64_t meta = (int64_t)tmi_kv_meta_ints(b->seqs, b->n_seq, block_len);
     int64_t o_pos = up64(n), o_rows = o_pos + up64(n), o_meta = o_rows + up64(b->n_logits);
-    int64_t o_freq = o_meta + up64(meta), total = o_freq + half * (b->n_seq > 0 ? b->n_seq : 1);
+    int64_t o_freq = o_meta + up64(meta), total = o_freq + half * fb->n_freq;
     tm_status s = stage_reserve(fb, total);
     if (s) return s;
     int32_t *st = fb->dev.stage, *dv = fb->dev.stage_dev;
@@ -120,8 +104,8 @@ tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_ba
     memcpy(st + o_pos, fb->pos, (size_t)n * 4);
     if (b->n_logits) memcpy(st + o_rows, b->logit_rows, (size_t)b->n_logits * 4);
     tmi_kv_meta_fill(st + o_meta, b->seqs, b->n_seq, block_len);
-    int32_t n_freq = stage_freqs(m, fb, b, (float *)(st + o_freq));
-    int64_t used = o_freq + half * n_freq;
+    memcpy(st + o_freq, fb->inv_freq, (size_t)(half * fb->n_freq) * sizeof(float));
+    int64_t used = o_freq + half * fb->n_freq;
     fb->dev.tokens = dv;
     fb->dev.pos = dv + o_pos;
     fb->dev.rows = dv + o_rows;

@@ -103,7 +103,10 @@ typedef struct tmi_fwd_buffers {
     float *gate;    /* [cap_tok][inter] */
     float *up;      /* [cap_tok][inter] */
     int32_t *pos;   /* [cap_tok] absolute positions */
-    float *inv_freq; /* [size_per_head / 2] */
+    float *inv_freq; /* [cap_freq][size_per_head / 2] this step's RoPE frequencies (step_freqs):
+                        row 0 serves every sequence when shared_freq, else row s sequence s */
+    int32_t cap_freq, n_freq;
+    int shared_freq;
     void *workspace;
     size_t workspace_bytes;
     tmi_pool *pool;
@@ -128,8 +131,7 @@ typedef struct tmi_fwd_buffers {
         int64_t stage_cap; /* int32 units of each */
         /* this step's sections of stage_dev */
         int32_t *tokens, *pos, *rows, *meta;
-        float *inv_freq;  /* [1 or n_seq][size_per_head / 2] */
-        int shared_freq;  /* 1: one row of inv_freq serves every sequence */
+        float *inv_freq;  /* the device copy of the host inv_freq rows */
         float *logits;    /* [max_logits][vocab] */
     } dev;
 } tmi_fwd_buffers;

@@ -54,8 +54,8 @@ for _, kv in ipairs(list(opts.kv)) do
   local mopts = { dtype = opts.dtype, backend = "cuda", session_len = 8192, kv_cache_dtype = kv }
   local m, err
   if opts.random_weights then
-    m, err = pcall(rm.open, opts.random_weights, mopts)
-    if m then m = err; err = nil else m = nil end
+    local ok, res = pcall(rm.open, opts.random_weights, mopts)
+    if ok then m = res else err = res end
   else
     m, err = model_mod.open(opts.model, { backend = "cuda", overrides = { kv_cache_dtype = kv } })
   end

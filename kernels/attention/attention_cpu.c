@@ -137,16 +137,7 @@ static float exp_shifted(float *scores, int32_t n, float mx)
 /* out[i] = (acc[i] + add) * inv for i < n, as out_dtype. */
 static void store_out(void *out, tm_dtype dtype, int64_t idx, const float *acc, int32_t n, float add, float inv)
 {
-    if (dtype == TM_F16) {
-        uint16_t *o = (uint16_t *)out + idx;
-        for (int32_t i = 0; i < n; i++) o[i] = tmi_f32_to_f16((acc[i] + add) * inv);
-    } else if (dtype == TM_BF16) {
-        uint16_t *o = (uint16_t *)out + idx;
-        for (int32_t i = 0; i < n; i++) o[i] = tmi_f32_to_bf16((acc[i] + add) * inv);
-    } else {
-        float *o = (float *)out + idx;
-        for (int32_t i = 0; i < n; i++) o[i] = (acc[i] + add) * inv;
-    }
+    for (int32_t i = 0; i < n; i++) tmi_store_f32(out, dtype, idx + i, (acc[i] + add) * inv);
 }
 
 /* attend_row over a quantized cache.  With k = code*ks + kz the score is

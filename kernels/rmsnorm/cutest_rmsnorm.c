@@ -105,16 +105,8 @@ static void run_case16(int64_t n, int64_t d, tm_dtype od)
         a.x = dx;
         a.weight = dw;
         a.out = dout;
-        if (CHECK_STATUS(tmi_rmsnorm_cuda(&gpu, &a), TM_OK) && cu_download(got, dout, on * 2)) {
-            double rel = cu_rel_err16(got, ref, od, n, d, ldo);
-            int64_t pad = 0;
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = d; j < ldo; j++) pad += got[i * ldo + j] != 0xffff;
-            cu_note(&worst16[od], rel);
-            if (!CHECK(rel < (od == TM_F16 ? 1e-3 : 8e-3)) || !CHECK(pad == 0))
-                fprintf(stderr, "  16-bit out n=%lld d=%lld dtype=%d: rel %.3g\n", (long long)n, (long long)d,
-                        (int)od, rel);
-        }
+        if (CHECK_STATUS(tmi_rmsnorm_cuda(&gpu, &a), TM_OK) && cu_download(got, dout, on * 2))
+            cu_check_out16(got, ref, od, n, d, ldo, worst16, "rmsnorm");
     }
     tmi_cuda_free(dx);
     tmi_cuda_free(dw);

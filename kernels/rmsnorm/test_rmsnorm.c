@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kernels/test_util.h"
 #include "kernels/registry.h"
 #include "kernels/rmsnorm/rmsnorm.h"
 #include "runtime/threadpool.h"
@@ -99,16 +100,7 @@ static void test_rmsnorm_out_dtype(void)
         a.ldo = ldo;
         a.out_dtype = (tm_dtype)od;
         CHECK_STATUS(tmi_rmsnorm_cpu(&ex, &a), TM_OK);
-        int64_t bad = 0, pad = 0;
-        for (int64_t i = 0; i < n; i++) {
-            for (int64_t j = 0; j < d; j++) {
-                float r = ref[i * d + j];
-                uint16_t want = od == TM_F16 ? tmi_f32_to_f16(r) : tmi_f32_to_bf16(r);
-                bad += got[i * ldo + j] != want;
-            }
-            for (int64_t j = d; j < ldo; j++) pad += got[i * ldo + j] != 0xffff;
-        }
-        CHECK(bad == 0 && pad == 0);
+        CHECK(tt_rounding_mismatches(got, ldo, ref, (tm_dtype)od, n, d) == 0);
     }
     tmi_rmsnorm_args e = {.n = 1, .d = 4, .x = x, .ldx = 4, .weight = wf, .w_dtype = TM_F32, .eps = 1e-5f,
                           .out = got, .ldo = 4, .out_dtype = TM_I8};

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kernels/test_util.h"
 #include "kernels/registry.h"
 #include "kernels/silu_mul/silu_mul.h"
 #include "runtime/threadpool.h"
@@ -78,15 +79,7 @@ static void test_silu_mul_out_dtype(void)
         a.ldo = ldo;
         a.out_dtype = (tm_dtype)od;
         CHECK_STATUS(tmi_silu_mul_cpu(&ex, &a), TM_OK);
-        int64_t bad = 0, pad = 0;
-        for (int64_t i = 0; i < n; i++) {
-            for (int64_t j = 0; j < d; j++) {
-                float r = ref[i * d + j];
-                bad += got[i * ldo + j] != (od == TM_F16 ? tmi_f32_to_f16(r) : tmi_f32_to_bf16(r));
-            }
-            for (int64_t j = d; j < ldo; j++) pad += got[i * ldo + j] != 0xffff;
-        }
-        CHECK(bad == 0 && pad == 0);
+        CHECK(tt_rounding_mismatches(got, ldo, ref, (tm_dtype)od, n, d) == 0);
     }
     tmi_silu_mul_args e = {.n = 1, .d = 4, .gate = g, .ldg = 4, .up = u, .ldu = 4, .out = got, .ldo = 4,
                            .out_dtype = TM_I32};

@@ -46,25 +46,20 @@ extern "C" tm_status tmi_cuda_sync(void)
     return TM_OK;
 }
 
-extern "C" size_t tmi_cuda_mem_free(void)
+// cudaMemGetInfo's free (0) or total (1) bytes, 0 on error.
+static size_t mem_info(int which)
 {
     size_t free_b = 0, total = 0;
     if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) {
         cudaGetLastError();
         return 0;
     }
-    return free_b;
+    return which ? total : free_b;
 }
 
-extern "C" size_t tmi_cuda_mem_total(void)
-{
-    size_t free_b = 0, total = 0;
-    if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
-    }
-    return total;
-}
+extern "C" size_t tmi_cuda_mem_free(void) { return mem_info(0); }
+
+extern "C" size_t tmi_cuda_mem_total(void) { return mem_info(1); }
 
 static cudaMemcpyKind kind_of(int kind)
 {
