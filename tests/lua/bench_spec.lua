@@ -78,8 +78,15 @@ describe("bench_throughput.lua", function()
     local m = rm.open("tiny", { dtype = "fp32", threads = 1 })
     local eng = assert(engine.new({ model = m, max_batch_size = 2, session_len = 64, tokenizer = false, profile = true }))
     assert(eng:generate({ { 1, 2, 3 }, { 4, 5 } }, { max_new_tokens = 4, ignore_eos = true }))
-    local t = assert(eng:profile())
-    local steps = tonumber(t:match("| all | (%d+) steps"))
+    -- the table is published at the end of a step, just after its events: wait for
+    -- the last step (prefill + 3 decode steps) to publish
+    local t, steps
+    local deadline = uv.hrtime() + 2e9
+    repeat
+      t = assert(eng:profile())
+      steps = tonumber(t:match("| all | (%d+) steps"))
+      if steps < 4 then uv.sleep(1) end
+    until steps >= 4 or uv.hrtime() > deadline
     assert.is_true(steps >= 4, t)
     -- per step: one qkv gemm and one attention per layer, two norms per layer
     local layers = m.cfg.num_layer
