@@ -65,6 +65,10 @@ typedef struct tmi_attention_args {
     const int32_t *meta_dev; /* CUDA only (the CPU twin ignores it): NULL, or a device copy of
                                tmi_kv_meta_fill's layout (paged_kv.h) for exactly these seqs, so the
                                op issues no copy and no synchronisation (capturable in a graph) */
+    int32_t plan_kv_len;    /* CUDA only: 0, or a bound >= every decode sequence's key range that the
+                               split-K plan is made for instead of this batch's longest range, so
+                               one launch shape (a captured graph) serves every batch under it;
+                               splits past a sequence's keys exit at once */
 } tmi_attention_args;
 
 /* Scratch bytes for `threads` workers and the longest kv_len in the batch. */

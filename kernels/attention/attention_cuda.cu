@@ -56,6 +56,7 @@ void batch_of(const tmi_attention_args *a, Batch *b)
         if (sq->q_len > b->q_slot) b->q_slot = sq->q_len;
         if (sq->kv_len - kb > b->max_range) b->max_range = sq->kv_len - kb;
     }
+    if (b->n_dec && a->plan_kv_len > b->max_range) b->max_range = a->plan_kv_len;
     if (b->n_dec) b->split_cap = split_cap(a->n_seq, b->q_slot, a->n_head, b->max_range);
     if (!a->meta_dev) b->meta = tmi_kv_cuda::meta_bytes(a->seqs, a->n_seq, a->cache.block_len);
     if (b->split_cap > 1) {

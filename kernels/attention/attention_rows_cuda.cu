@@ -17,6 +17,7 @@
 #include <cuda_fp16.h>
 
 #include "attention_kernels_cuda.h"
+#include "../pdl_cuda.h"
 
 namespace tmi_attn_cuda {
 namespace {
@@ -217,6 +218,7 @@ template <int KIND, bool VEC, int MAXR> __global__ void __launch_bounds__(kThrea
     constexpr int64_t UNIT = KindInfo<KIND>::unit;
     constexpr int C = MAXR == 1 ? 8 : MAXR >= 8 ? 2 : 4; // keys in flight per key group and loop step
     extern __shared__ float smem[];
+    tmi_pdl_trigger(); // the o projection may start streaming its weights
     Work w;
     if (!find_work<MAXR>(P, w)) return; // uniform over the block
     const SeqMeta &m = w.m;
@@ -403,6 +405,7 @@ template <int KIND, bool VEC, int MAXR> __global__ void __launch_bounds__(kThrea
 // grid (ceil(n_head / kWarps), q_slot, n_seq): a warp per (decode row, head).
 __global__ void __launch_bounds__(kThreads) combine_kernel(const Params P)
 {
+    tmi_pdl_trigger();
     const int32_t h = blockIdx.x * kWarps + (threadIdx.x >> 5), t = blockIdx.y, s = blockIdx.z;
     const SeqMeta m = P.meta[s];
     if (h >= P.n_head || m.q_len < 1 || m.q_len > kDecodeMaxQ || t >= m.q_len) return; // no barriers here

@@ -46,7 +46,8 @@ tm_status tmi_gemm_cpu(const tmi_exec *ex, const tmi_gemm_args *a);
  * grow, so one sized for the largest shape serves every smaller one. */
 enum {
     TMI_GEMM_SMALL_M_DEFAULT = 1,     /* the cut for an fp32 A, from H200 timings: gemm_small_cuda.cu */
-    TMI_GEMM_SMALL_M_DEFAULT_A16 = 0, /* and for a 16-bit A, which cuBLAS takes as it is: a tie, so cuBLAS */
+    TMI_GEMM_SMALL_M_DEFAULT_A16 = 1, /* and for a 16-bit A: in a 7B decode step (CUDA graphs) m = 1
+                                         ran 4.23 ms a step against cuBLAS's 4.44, m = 4 lost */
     TMI_GEMM_SMALL_M_LIMIT = 16   /* the largest m the small-m kernel handles */
 };
 size_t tmi_gemm_cuda_workspace(int64_t m, int64_t k, tm_dtype b_dtype);
@@ -66,8 +67,11 @@ tm_status tmi_gemm_cuda_path(const tmi_exec *ex, const tmi_gemm_args *a, tmi_gem
 tm_status tmi_gemm_cuda_time(const tmi_exec *ex, const tmi_gemm_args *args, int n_args, tmi_gemm_path path,
                              int reps, double *median_ms);
 
-/* A cuBLAS handle for ex->blas, and its release (NULL-safe). */
+/* A cuBLAS handle for ex->blas, and its release (NULL-safe).  _workspace gives the
+ * handle device memory of the caller's for its scratch (cublasSetWorkspace), so
+ * that it never allocates while a stream is captured into a CUDA graph. */
 tm_status tmi_gemm_cuda_blas_create(void **blas);
+tm_status tmi_gemm_cuda_blas_workspace(void *blas, void *workspace, size_t bytes);
 void tmi_gemm_cuda_blas_destroy(void *blas);
 
 #endif

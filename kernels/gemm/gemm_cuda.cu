@@ -193,6 +193,14 @@ extern "C" tm_status tmi_gemm_cuda_blas_create(void **blas)
     return TM_OK;
 }
 
+extern "C" tm_status tmi_gemm_cuda_blas_workspace(void *blas, void *workspace, size_t bytes)
+{
+    if (!blas || !workspace) return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: blas and workspace must not be NULL");
+    cublasStatus_t s = cublasSetWorkspace(static_cast<cublasHandle_t>(blas), workspace, bytes);
+    if (s != CUBLAS_STATUS_SUCCESS) return tmi_fail(TM_ERR_DEVICE, "cublasSetWorkspace: %s", blas_status_name(s));
+    return TM_OK;
+}
+
 extern "C" void tmi_gemm_cuda_blas_destroy(void *blas)
 {
     if (blas) cublasDestroy(static_cast<cublasHandle_t>(blas));

@@ -21,10 +21,16 @@
 //    accumulate), otherwise its sums go to partials [splits][m][n] in the
 //    workspace and a second small kernel, launched as a programmatic dependent on
 //    sm_90 so its launch overlaps, adds them in split order (deterministic, no
-//    atomics) and writes C.
+//    atomics) and writes C.  (Adding them in the tile's last block to finish, with
+//    an arrival counter a tile, ran a 7B decode step 0.08 ms slower at m = 1: one
+//    block then sums all the splits of its tile alone, at the tail.)
+//  - The main kernel is a programmatic dependent of the kernel before it too: its
+//    blocks start the weight copies before griddepcontrol.wait and read A after,
+//    so a projection's ramp to full bandwidth overlaps the tail of the norm,
+//    attention or silu kernel before it (those trigger their dependents early).
 //
-// The cuts (TMI_GEMM_SMALL_M_DEFAULT = 1 for an fp32 A, _A16 = 0 for a 16-bit A),
-// from cutest_gemm's CUTEST_BENCH on the H200 (small_m_notes.md has the tables).
+// The cuts (TMI_GEMM_SMALL_M_DEFAULT = 1 for an fp32 A, _A16 = 1 for a 16-bit A).
+// In isolation, from cutest_gemm's CUTEST_BENCH on the H200 (small_m_notes.md):
 // Summed over one layer's qkv, o, gate_up and down, in us, two runs:
 //                      this kernel      cuBLAS
 //   m = 1, A fp32      121.6, 122.3     136.8, 130.3 (A rounded by a kernel first)
@@ -32,7 +38,9 @@
 //   m = 4, A fp32      135.3            136.0
 //   m = 4, A 16-bit    139.3            123.8
 // So this kernel pays at m = 1 with an fp32 A (it reads A as it is: no rounding
-// kernel, and exact), is even at best with a 16-bit A, and loses from m = 4 on.
+// kernel, and exact), is even in isolation with a 16-bit A, and loses from m = 4
+// on.  Inside a 7B decode step replayed as a CUDA graph, m = 1 with a 16-bit A
+// was 0.21 ms a step faster than cuBLAS (4.23 against 4.44 ms), which set _A16.
 // The FMA work grows with m (8M per 16 bytes of B, about B's streaming time at
 // m = 16, where the accumulators also leave room for one block per SM), while
 // cuBLAS's tensor cores keep m = 16 at m = 1's time: m = 16 runs 3 to 4 times
@@ -250,6 +258,12 @@ __global__ void __launch_bounds__(kThreads, min_blocks(M)) small_m_kernel(small_
     // steps are numbered i = 0, 1, ... over the block's rows: rows k0 + (i * 8 + warp) * U + u
 #pragma unroll
     for (int i = 0; i < S; i++) issue_step<U>(mine + i * U * kThreads, bcol, p.ldb, k0 + (i * kWarps + warp) * U, k1, col_bytes);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // launched as a programmatic dependent (sm_90): B is the weights, so its first
+    // steps stream in while the kernel before (which wrote A, and C when
+    // accumulating) finishes; this waits for that kernel, a no-op otherwise
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
     float ar[a_regs<M>()];
     load_a<M>(ar, p, k0, k1);
     store_a<M>(as[0], ar);
@@ -348,28 +362,29 @@ tm_status choose_splits(small_kernel kern, int tiles, int k, int *splits)
     return TM_OK;
 }
 
-// The reduce after the main kernel: a programmatic dependent launch where the
-// device has it (sm_90), else an ordinary one.
-cudaError_t launch_reduce(const small_params &p, unsigned blocks, cudaStream_t stream)
+// kern<<<grid, threads>>>(p) as a programmatic dependent launch where the device
+// has it (sm_90), else an ordinary one.  The kernel must griddepcontrol.wait before
+// it reads what the kernel before it in the stream wrote.
+cudaError_t launch_dependent(small_kernel kern, dim3 grid, int threads, const small_params &p, cudaStream_t stream)
 {
     int dev = 0, major = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     if (e != cudaSuccess) return e;
     if (major < 9) {
-        small_m_reduce<<<blocks, kReduceThreads, 0, stream>>>(p);
+        kern<<<grid, threads, 0, stream>>>(p);
         return cudaGetLastError();
     }
     cudaLaunchAttribute attr;
     attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr.val.programmaticStreamSerializationAllowed = 1;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(blocks);
-    cfg.blockDim = dim3(kReduceThreads);
+    cfg.gridDim = grid;
+    cfg.blockDim = dim3(threads);
     cfg.stream = stream;
     cfg.attrs = &attr;
     cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, small_m_reduce, p);
+    e = cudaLaunchKernelEx(&cfg, kern, p);
     return e != cudaSuccess ? e : cudaGetLastError();
 }
 
@@ -407,13 +422,12 @@ extern "C" tm_status tmi_gemm_small_run(const tmi_exec *ex, const tmi_gemm_args 
         p.part = static_cast<float *>(ex->workspace);
     }
     cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
-    dim3 grid((unsigned)tiles, (unsigned)splits);
-    kern<<<grid, kThreads, 0, stream>>>(p);
-    cudaError_t e = cudaGetLastError();
+    cudaError_t e = launch_dependent(kern, dim3((unsigned)tiles, (unsigned)splits), kThreads, p, stream);
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: small-m launch failed: %s", cudaGetErrorString(e));
     if (splits > 1) {
         int64_t total = a->m * a->n, blocks = (total + kReduceThreads - 1) / kReduceThreads;
-        if ((e = launch_reduce(p, (unsigned)(blocks < 4096 ? blocks : 4096), stream)) != cudaSuccess)
+        if ((e = launch_dependent(small_m_reduce, dim3((unsigned)(blocks < 4096 ? blocks : 4096)), kReduceThreads, p,
+                                  stream)) != cudaSuccess)
             return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: small-m reduce launch failed: %s", cudaGetErrorString(e));
     }
     return TM_OK;

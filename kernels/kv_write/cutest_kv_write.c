@@ -3,7 +3,8 @@
  * 0xff bytes (NaN for the float kinds), ragged batches with shuffled block tables,
  * rows landing mid-block after a history, aligned and misaligned layouts, a
  * constant row (zero scale) and static params that clamp; the packed-metadata and
- * meta_dev paths.  The whole pool must come out bit-identical. */
+ * meta_dev paths.  The whole pool must come out bit-identical; with RoPE fused in,
+ * within RoPE's rounding. */
 #include "harness.h"
 #include "kernels/attention/cutest_paged_kv.h"
 #include "kernels/kv_write/kv_write.h"
@@ -15,7 +16,7 @@
 
 enum { KV_F32, KV_F16, KV_I8, KV_I8_STATIC, KV_I4, KV_I4_STATIC, KV_KINDS };
 static const char *const kv_names[KV_KINDS] = {"F32", "F16", "I8", "I8 static", "INT4", "INT4 static"};
-static int64_t mismatched_total[KV_KINDS];
+static int64_t mismatched_total[KV_KINDS], rope_mismatched[KV_KINDS];
 
 typedef struct kv_case {
     int32_t n_seq, n_kv_head, head_dim, block_len, aligned;
@@ -113,6 +114,98 @@ done:
     cu_batch_free(&b);
 }
 
+/* Units of a pool that differ, the float kinds within rounding (RoPE's cosf / sinf
+ * differ between the twins by an ulp or so), the quantized ones exactly. */
+static int64_t pool_mismatch(const void *got, const void *ref, const cu_batch *b, tm_dtype dt)
+{
+    int64_t bad = 0;
+    size_t es = tmi_kv_unit_bytes(dt);
+    for (int64_t i = 0; i < b->pool_units; i++) {
+        if (!memcmp((const char *)got + i * es, (const char *)ref + i * es, es)) continue;
+        if (dt != TM_F32 && dt != TM_F16) {
+            bad++;
+            continue;
+        }
+        float g = tmi_load_f32(got, dt, i), r = tmi_load_f32(ref, dt, i);
+        bad += !(fabsf(g - r) <= (dt == TM_F32 ? 1e-5f : 2e-3f) * (1.0f + fabsf(r)));
+    }
+    return bad;
+}
+
+/* kv_write with rope (q heads, then k, rotated in place; v apart) against the CPU
+ * twin's rope-then-write: float pools within rounding, the rotated q and k within
+ * 1e-5, and quantized pools with at most 1% of their codes one step apart (an
+ * ulp of the rotated k moves a code across a rounding boundary now and then). */
+static void run_rope_case(const kv_case *kc, int kind)
+{
+    tm_dtype dt = kv_dtype(kind);
+    cu_batch b;
+    if (kc->head_dim % 2 ||
+        !CHECK(cu_batch_make(&b, kc->n_seq, kc->q_len, kc->kv_len, kc->n_kv_head, kc->head_dim, kc->block_len, dt,
+                             !kv_static(kind), kc->aligned, (unsigned long long)(kc->n_seq * 71 + kind))))
+        return;
+    int32_t n_q = 2 * kc->n_kv_head, half = kc->head_dim / 2;
+    int64_t ld = (int64_t)(n_q + kc->n_kv_head) * kc->head_dim, vld = (int64_t)kc->n_kv_head * kc->head_dim;
+    size_t x_bytes = (size_t)(b.n_tok * ld + 1) * 4, v_bytes = (size_t)(b.n_tok * vld + 1) * 4;
+    float *x = malloc(x_bytes), *xg = malloc(x_bytes), *v = malloc(v_bytes), *freq = malloc((size_t)half * 4), qp[4 * 64];
+    int32_t *pos = malloc((size_t)(b.n_tok + 1) * 4);
+    void *ref = malloc(b.pool_bytes), *got = malloc(b.pool_bytes);
+    size_t meta_ints = tmi_kv_meta_ints(b.seqs, b.n_seq, kc->block_len);
+    int32_t *meta = malloc((meta_ints + 1) * sizeof(int32_t));
+    if (!CHECK(x && xg && v && freq && pos && ref && got && meta)) goto done;
+    tt_fill_random(x, (long)(b.n_tok * ld + 1), 31 + (unsigned long long)kind);
+    tt_fill_random(v, (long)(b.n_tok * vld + 1), 32 + (unsigned long long)kind);
+    for (int32_t i = 0; i < half; i++) freq[i] = powf(10000.0f, -(float)i / (float)half);
+    for (int32_t s = 0; s < b.n_seq; s++)
+        for (int32_t t = 0; t < b.seqs[s].q_len; t++) pos[b.seqs[s].q_start + t] = b.seqs[s].kv_len - b.seqs[s].q_len + t;
+    if (kv_static(kind)) clamping_params(kc, x + (int64_t)n_q * kc->head_dim, v, vld, b.n_tok, dt == TM_I8 ? 8 : 4, qp);
+    memset(ref, 0xff, b.pool_bytes);
+    memcpy(got, ref, b.pool_bytes);
+    tmi_exec cpu = {.backend = TM_BACKEND_CPU};
+    tmi_rope_args r = {.n_tok = b.n_tok, .n_head = n_q + kc->n_kv_head, .head_dim = kc->head_dim, .x = x, .ld = ld,
+                       .pos = pos, .inv_freq = freq, .attn_factor = 1.0f};
+    tmi_kv_write_args a = {.n_seq = b.n_seq, .seqs = b.seqs, .k = x + (int64_t)n_q * kc->head_dim, .ldk = ld, .v = v,
+                           .ldv = vld, .cache = b.cache, .rope = &r};
+    a.cache.base = ref;
+    a.cache.qparams = kv_static(kind) ? qp : NULL;
+    void *dx = cu_upload(x, x_bytes); /* before the CPU rotates x */
+    int ok = CHECK_STATUS(tmi_kv_write_cpu(&cpu, &a), TM_OK);
+    tmi_kv_meta_fill(meta, b.seqs, b.n_seq, kc->block_len);
+    void *dv = cu_upload(v, v_bytes), *dpool = cu_upload(got, b.pool_bytes), *dpos = cu_upload(pos, (size_t)(b.n_tok + 1) * 4);
+    void *dfreq = cu_upload(freq, (size_t)half * 4), *dqp = kv_static(kind) ? cu_upload(qp, sizeof qp) : NULL;
+    void *dmeta = cu_upload(meta, (meta_ints + 1) * sizeof(int32_t));
+    ok = ok && dx && dv && dpool && dpos && dfreq && (dqp || !kv_static(kind)) && dmeta;
+    if (ok) {
+        tmi_exec gpu = {.backend = TM_BACKEND_CUDA};
+        tmi_rope_args rg = r;
+        rg.x = dx;
+        rg.pos = dpos;
+        rg.inv_freq = dfreq;
+        a.rope = &rg;
+        a.k = (float *)dx + (int64_t)n_q * kc->head_dim;
+        a.v = dv;
+        a.cache.base = dpool;
+        a.cache.qparams = dqp;
+        a.meta_dev = dmeta;
+        ok = CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_OK) && cu_download(got, dpool, b.pool_bytes) &&
+             cu_download(xg, dx, x_bytes);
+    }
+    if (ok) {
+        int64_t bad = pool_mismatch(got, ref, &b, dt), limit = tmi_kv_is_quant(dt) ? b.pool_units / 100 : 0;
+        double rel = cu_rel_err(xg, x, b.n_tok, ld, ld);
+        rope_mismatched[kind] += bad;
+        if (!CHECK(bad <= limit) || !CHECK(rel < 1e-5))
+            fprintf(stderr, "  rope n_seq=%d kv_heads=%d head_dim=%d %s: %lld of %lld units differ, q/k rel %.3g\n",
+                    kc->n_seq, kc->n_kv_head, kc->head_dim, kv_names[kind], (long long)bad, (long long)b.pool_units,
+                    rel);
+    }
+    void *dev[] = {dx, dv, dpool, dpos, dfreq, dqp, dmeta};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) tmi_cuda_free(dev[i]);
+done:
+    free(x), free(xg), free(v), free(freq), free(pos), free(ref), free(got), free(meta);
+    cu_batch_free(&b);
+}
+
 static void test_cuda_kv_write_shapes(void)
 {
     static const kv_case cases[] = {
@@ -128,12 +221,17 @@ static void test_cuda_kv_write_shapes(void)
         for (int kind = 0; kind < KV_KINDS; kind++) {
             run_case(&cases[c], kind, 0);
             run_case(&cases[c], kind, 1);
+            run_rope_case(&cases[c], kind);
         }
     printf("worst kv_write F32/F16/I8/INT4 (online, static), packed and meta_dev: %lld/%lld/%lld+%lld/%lld+%lld units "
            "differ (bit-identical pools when 0)\n",
            (long long)mismatched_total[KV_F32], (long long)mismatched_total[KV_F16], (long long)mismatched_total[KV_I8],
            (long long)mismatched_total[KV_I8_STATIC], (long long)mismatched_total[KV_I4],
            (long long)mismatched_total[KV_I4_STATIC]);
+    printf("worst kv_write with rope F32/F16 past rounding, I8/INT4 (online+static) codes apart: %lld/%lld/%lld/%lld\n",
+           (long long)rope_mismatched[KV_F32], (long long)rope_mismatched[KV_F16],
+           (long long)(rope_mismatched[KV_I8] + rope_mismatched[KV_I8_STATIC]),
+           (long long)(rope_mismatched[KV_I4] + rope_mismatched[KV_I4_STATIC]));
 }
 
 static void test_cuda_kv_write_args(void)

@@ -1,8 +1,10 @@
-/* kv_write.h - store the new tokens' K and V of one layer into their cache blocks. */
+/* kv_write.h - store the new tokens' K and V of one layer into their cache blocks,
+ * optionally rotating q and k by RoPE first (the fused step of a decode layer). */
 #ifndef TMI_KV_WRITE_H
 #define TMI_KV_WRITE_H
 
 #include "../attention/attention.h"
+#include "../rope/rope.h"
 
 typedef struct tmi_kv_write_args {
     int32_t n_seq;
@@ -16,11 +18,20 @@ typedef struct tmi_kv_write_args {
                                  tmi_kv_meta_fill's layout (attention/paged_kv.h) for exactly these
                                  seqs: then the op issues no copy and no synchronisation and needs
                                  no workspace */
+    const tmi_rope_args *rope; /* NULL, or RoPE applied first, in place over rope->x, exactly as
+                                 tmi_rope_* would: its last n_kv_head heads must be k (k ==
+                                 x + (n_head - n_kv_head) * head_dim, ldk == ld, head_dim the
+                                 cache's, even), so the stored K is the rotated one and the other
+                                 heads (the queries) come out rotated too; n_tok is the batch's rows */
 } tmi_kv_write_args;
 
+/* The rope argument's rule above; op names the caller in the message. */
+tm_status tmi_kv_write_check_rope(const char *op, const tmi_kv_write_args *a, int64_t n_tok);
+
 tm_status tmi_kv_write_cpu(const tmi_exec *ex, const tmi_kv_write_args *a);
-/* CUDA twin: k, v, cache.base and cache.qparams (static quantized KV) are device
- * pointers; seqs and their block tables stay in host memory (the scheduler's
+/* CUDA twin: k, v, cache.base, cache.qparams (static quantized KV) and the rope
+ * buffers are device pointers; with rope and a float cache one kernel rotates and
+ * stores (its cosf / sinf are the rope kernel's, within rounding of the CPU's); seqs and their block tables stay in host memory (the scheduler's
  * metadata, checked as on the CPU) and, unless meta_dev is given, are packed into
  * the device workspace on ex->stream.  Every KV kind; the quantized codes and
  * online params are bit-identical to the CPU twin's.  The workspace size is that of

@@ -4,6 +4,13 @@
 // (kv head, K or V) row, which reduces the row's min and max for the online params
 // and codes it with kv_quant.h's arithmetic (IEEE division and reciprocal, rintf,
 // the same clamps), so both twins write the same bits.
+//
+// With rope (a decode layer's fused step) and a float cache, one kernel does the
+// rotation and the stores: a thread per (head, pair) of a row, over the query
+// heads (rotated in place), the kv heads' K (rotated in place and stored) and V
+// (stored), so a row costs one round trip to memory whatever its width.  A
+// quantized cache runs the rope kernel and then its own (the codes need the
+// whole rotated row for their min and max).
 #include <cuda_fp16.h>
 
 #include "../attention/paged_kv_cuda.h"
@@ -48,6 +55,50 @@ __global__ void kv_write_kernel(const SeqMeta *meta, const int32_t *ids, const f
         store(base + off, kr[idx]);
         store(base + off + L.v_offset, vr[idx]);
     }
+}
+
+// One (head, pair) a thread; grid: x = row t of the sequence, y = sequence, z = chunks of
+// kThreads units over (n_head + n_kv_head) x head_dim / 2: rope heads (queries, then the
+// kv heads' K), then V.
+template <class T>
+__global__ void rope_kv_write_kernel(const SeqMeta *meta, const int32_t *ids, tmi_rope_args r, const float *v,
+                                     int64_t ldv, T *base, Layout L)
+{
+    const SeqMeta m = meta[blockIdx.y];
+    const int32_t t = blockIdx.x;
+    if (t >= m.q_len) return;
+    const int32_t half = L.head_dim / 2, n_q = r.n_head - L.n_kv_head;
+    const int64_t unit = (int64_t)blockIdx.z * blockDim.x + threadIdx.x;
+    if (unit >= (int64_t)(r.n_head + L.n_kv_head) * half) return;
+    const int32_t h = (int32_t)(unit / half), i = (int32_t)(unit - (int64_t)h * half);
+    const int64_t row = m.q_start + t;
+    float x0, x1;
+    if (h < r.n_head) { // rotated in place, rope_kernel's arithmetic
+        float *xh = r.x + row * r.ld + (int64_t)h * L.head_dim;
+        const float angle = (float)r.pos[row] * r.inv_freq[i];
+        float c, s;
+        sincosf(angle, &s, &c); // one range reduction for both
+        c *= r.attn_factor;
+        s *= r.attn_factor;
+        const float a0 = xh[i], a1 = xh[i + half];
+        x0 = a0 * c - a1 * s;
+        x1 = a1 * c + a0 * s;
+        xh[i] = x0;
+        xh[i + half] = x1;
+        if (h < n_q) return;
+    } else {
+        const float *vh = v + row * ldv + (int64_t)(h - r.n_head) * L.head_dim;
+        x0 = vh[i];
+        x1 = vh[i + half];
+    }
+    const int32_t is_v = h >= r.n_head, g = is_v ? h - r.n_head : h - n_q;
+    const int32_t p = m.kv_len - m.q_len + t;
+    const int64_t block = ids[m.bt_off + p / L.block_len];
+    const int32_t slot = p % L.block_len;
+    const int64_t off = block * L.block_stride + L.layer_offset + (is_v ? L.v_offset : 0) +
+                        ((int64_t)g * L.block_len + slot) * L.head_dim + i;
+    store(base + off, x0);
+    store(base + off + half, x1);
 }
 
 struct QuantLayout {
@@ -172,8 +223,14 @@ extern "C" tm_status tmi_kv_write_cuda(const tmi_exec *ex, const tmi_kv_write_ar
     if (a->n_seq == 0) return TM_OK;
     const tmi_kv_cache *c = &a->cache;
     int32_t max_q_len = 0;
+    int64_t n_tok = 0;
     tm_status st = kv_write_check(a, &max_q_len);
     if (st != TM_OK || max_q_len == 0) return st;
+    for (int32_t s = 0; s < a->n_seq; s++)
+        if (a->seqs[s].q_start + (int64_t)a->seqs[s].q_len > n_tok) n_tok = a->seqs[s].q_start + a->seqs[s].q_len;
+    if ((st = tmi_kv_write_check_rope("kv_write_cuda", a, n_tok)) != TM_OK) return st;
+    const bool fused = a->rope && !tmi_kv_is_quant(c->dtype);
+    if (a->rope && !fused && (st = tmi_rope_cuda(ex, a->rope)) != TM_OK) return st;
     size_t need = a->meta_dev ? 0 : tmi_kv_write_cuda_workspace(a->seqs, a->n_seq, c->block_len);
     if ((st = tmi_kv_cuda::check_workspace("kv_write_cuda", ex, need)) != TM_OK) return st;
 
@@ -192,6 +249,19 @@ extern "C" tm_status tmi_kv_write_cuda(const tmi_exec *ex, const tmi_kv_write_ar
                          row_bytes, tmi_kv_bits(c->dtype), c->qparams};
         kv_write_quant_kernel<<<grid, kThreads, 0, stream>>>(meta, ids, a->k, a->ldk, a->v, a->ldv,
                                                              static_cast<unsigned char *>(c->base), L);
+    } else if (fused) {
+        Layout L = {c->block_stride, c->layer_offset, c->v_offset, c->n_kv_head, c->head_dim, c->block_len};
+        int64_t units = (int64_t)(a->rope->n_head + c->n_kv_head) * (c->head_dim / 2);
+        if ((units + kThreads - 1) / kThreads > 65535)
+            return tmi_fail(TM_ERR_UNSUPPORTED, "kv_write_cuda: (n_head + n_kv_head) * head_dim / 2 must be <= %d",
+                            65535 * kThreads);
+        grid.z = (unsigned)((units + kThreads - 1) / kThreads);
+        if (c->dtype == TM_F16)
+            rope_kv_write_kernel<__half><<<grid, kThreads, 0, stream>>>(meta, ids, *a->rope, a->v, a->ldv,
+                                                                        static_cast<__half *>(c->base), L);
+        else
+            rope_kv_write_kernel<float><<<grid, kThreads, 0, stream>>>(meta, ids, *a->rope, a->v, a->ldv,
+                                                                       static_cast<float *>(c->base), L);
     } else {
         int64_t width = (int64_t)c->n_kv_head * c->head_dim;
         Layout L = {c->block_stride, c->layer_offset, c->v_offset, c->n_kv_head, c->head_dim, c->block_len};

@@ -144,11 +144,51 @@ static void test_kv_write_errors(void)
     CHECK(tmi_ops_get(TM_BACKEND_CPU)->kv_write == tmi_kv_write_cpu);
 }
 
+/* With rope the op is tmi_rope_cpu and then the plain write, bit for bit: the same
+ * pool and the same rotated q and k; rope arguments that break its rule fail. */
+static void test_kv_write_rope(void)
+{
+    enum { N_Q = 4, N_KV = 2, HD = 8, BL = 4, ROWS = 3, LD = (N_Q + 2 * N_KV) * HD };
+    int32_t table[2] = {1, 0}, pos[ROWS] = {3, 4, 5};
+    tmi_attn_seq seq = {.q_start = 0, .q_len = ROWS, .kv_len = 6, .block_table = table};
+    float x1[ROWS * LD], x2[ROWS * LD], inv_freq[HD / 2], pool1[2 * 2 * N_KV * BL * HD], pool2[sizeof pool1 / 4];
+    tt_fill_random(x1, ROWS * LD, 21);
+    memcpy(x2, x1, sizeof x1);
+    for (int i = 0; i < HD / 2; i++) inv_freq[i] = powf(10000.0f, -2.0f * (float)i / HD);
+    for (size_t i = 0; i < sizeof pool1 / 4; i++) pool1[i] = pool2[i] = SENTINEL;
+    tmi_kv_cache cache = {.base = pool1, .dtype = TM_F32, .n_kv_head = N_KV, .head_dim = HD, .block_len = BL,
+                          .v_offset = N_KV * BL * HD, .block_stride = 2 * N_KV * BL * HD};
+    tmi_exec ex = {.backend = TM_BACKEND_CPU};
+    tmi_rope_args r = {.n_tok = ROWS, .n_head = N_Q + N_KV, .head_dim = HD, .x = x1, .ld = LD, .pos = pos,
+                       .inv_freq = inv_freq, .attn_factor = 1.0f};
+    tmi_kv_write_args a = {.n_seq = 1, .seqs = &seq, .k = x1 + N_Q * HD, .ldk = LD, .v = x1 + (N_Q + N_KV) * HD,
+                           .ldv = LD, .cache = cache};
+    CHECK_STATUS(tmi_rope_cpu(&ex, &r), TM_OK);
+    CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_OK);
+    r.x = x2;
+    a.k = x2 + N_Q * HD;
+    a.v = x2 + (N_Q + N_KV) * HD;
+    a.cache.base = pool2;
+    a.rope = &r;
+    CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_OK);
+    CHECK(memcmp(x1, x2, sizeof x1) == 0);
+    CHECK(memcmp(pool1, pool2, sizeof pool1) == 0);
+    tmi_rope_args bad = r;
+    bad.n_head = N_Q; /* k is not its last heads */
+    a.rope = &bad;
+    CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_ERR_INVALID_ARG);
+    bad = r;
+    bad.n_tok = ROWS - 1;
+    CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_ERR_INVALID_ARG);
+    CHECK(strstr(tm_last_error(), "rows") != NULL);
+}
+
 int main(void)
 {
     if (tmi_pool_create(2, &pool2) != TM_OK) return 1;
     RUN(test_kv_write_cases);
     RUN(test_kv_write_errors);
+    RUN(test_kv_write_rope);
     tmi_pool_destroy(pool2);
     return tt_finish();
 }

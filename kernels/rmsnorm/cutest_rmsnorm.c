@@ -15,7 +15,8 @@
 
 static void run_case(int64_t n, int64_t d, tm_dtype dt, int in_place)
 {
-    int64_t ldx = d + (d & 1), ldo = in_place ? ldx : d + 3;
+    /* ldo: a multiple of 4 when d is, so the float4 kernel runs out of place too */
+    int64_t ldx = d + (d & 1), ldo = in_place ? ldx : d + 3 + (d % 4 == 0);
     size_t x_bytes = (size_t)(n * ldx + 1) * sizeof(float), o_bytes = (size_t)(n * ldo + 1) * sizeof(float);
     size_t w_bytes = (size_t)(d + 1) * (dt == TM_F32 ? 4 : 2);
     float *x = malloc(x_bytes), *ref = malloc(o_bytes), *got = malloc(o_bytes), *wf = malloc((size_t)(d + 1) * 4);
@@ -76,7 +77,9 @@ static void run_case(int64_t n, int64_t d, tm_dtype dt, int in_place)
 
 static void test_cuda_rmsnorm_shapes(void)
 {
-    static const int64_t shapes[][2] = {{1, 1}, {3, 17}, {64, 4096}, {513, 1000}, {2, 31}, {1000, 128}, {4, 8192}};
+    /* 4096 .. 16384: the float4 kernel with 1, 2 and 4 float4s a thread; 20000: past it */
+    static const int64_t shapes[][2] = {{1, 1},    {3, 17},   {64, 4096}, {513, 1000}, {2, 31},
+                                        {1000, 128}, {4, 8192}, {2, 16384}, {1, 20000}, {5, 12}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int dt = 0; dt < 3; dt++)
             for (int in_place = 0; in_place < 2; in_place++) run_case(shapes[s][0], shapes[s][1], (tm_dtype)dt, in_place);

@@ -1,9 +1,17 @@
 // rmsnorm_cuda.cu - the CUDA twin of rmsnorm_cpu.c: one block per row (grid-stride
 // over rows), sum of squares reduced by warp shuffles, then out = w * (x * r),
 // stored as fp32 or rounded once to the 16-bit dtype the next GEMM reads.
+//
+// A decode step has few rows, so a row's latency is the kernel's: when x's rows
+// are 16-byte aligned the row is read once, as float4s held in registers (up to
+// kMaxVec a thread, blocks of up to 1024 threads), which makes it one round trip
+// to memory instead of d / blockDim dependent ones.  Other layouts take the
+// plain loop.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <stdint.h>
+#include "../pdl_cuda.h"
 
 extern "C" {
 #include "rmsnorm.h"
@@ -44,6 +52,7 @@ __global__ void rmsnorm_kernel(int64_t n, int64_t d, const float *x, int64_t ldx
 {
     __shared__ float partial[kMaxThreads / 32];
     __shared__ float scale;
+    tmi_pdl_trigger(); // the GEMM after it may start streaming its weights
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
     for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
         const float *xr = x + row * ldx; // [d]
@@ -64,9 +73,104 @@ __global__ void rmsnorm_kernel(int64_t n, int64_t d, const float *x, int64_t ldx
     }
 }
 
+__device__ inline void store4(float *p, float a, float b, float c, float d)
+{
+    *reinterpret_cast<float4 *>(p) = make_float4(a, b, c, d);
+}
+__device__ inline void store4(__half *p, float a, float b, float c, float d)
+{
+    __half2 *q = reinterpret_cast<__half2 *>(p);
+    q[0] = __floats2half2_rn(a, b);
+    q[1] = __floats2half2_rn(c, d);
+}
+__device__ inline void store4(__nv_bfloat16 *p, float a, float b, float c, float d)
+{
+    __nv_bfloat162 *q = reinterpret_cast<__nv_bfloat162 *>(p);
+    q[0] = __floats2bfloat162_rn(a, b);
+    q[1] = __floats2bfloat162_rn(c, d);
+}
+
+constexpr int kMaxVec = 4;           // float4s a thread holds
+constexpr int kMaxVecThreads = 1024;
+
+// d % 4 == 0, x and out rows 16-byte aligned (ldx, ldo multiples of 4), d <= 4 V blockDim.x.
+template <class W, class O, int V>
+__global__ void rmsnorm_vec_kernel(int64_t n, int64_t d, const float *x, int64_t ldx, const void *w, float eps,
+                                   O *out, int64_t ldo)
+{
+    __shared__ float partial[kMaxVecThreads / 32];
+    __shared__ float scale;
+    tmi_pdl_trigger(); // the GEMM after it may start streaming its weights
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    const int64_t d4 = d / 4;
+    for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
+        const float4 *xr = reinterpret_cast<const float4 *>(x + row * ldx); // [d / 4]
+        float4 v[V];
+        float ss = 0.0f;
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
+            v[k] = j < d4 ? xr[j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+        }
+        ss = warp_sum(ss);
+        if (lane == 0) partial[warp] = ss;
+        __syncthreads();
+        if (warp == 0) {
+            float t = warp_sum(lane < n_warps ? partial[lane] : 0.0f);
+            if (lane == 0) scale = 1.0f / sqrtf(t / static_cast<float>(d) + eps);
+        }
+        __syncthreads();
+        const float r = scale;
+        O *orow = out + row * ldo; // may be x's row (fp32): every read of it is in v
+#pragma unroll
+        for (int k = 0; k < V; k++) {
+            const int64_t j = threadIdx.x + (int64_t)k * blockDim.x, e = 4 * j;
+            if (j < d4)
+                store4(orow + e, W::get(w, e) * (v[k].x * r), W::get(w, e + 1) * (v[k].y * r),
+                       W::get(w, e + 2) * (v[k].z * r), W::get(w, e + 3) * (v[k].w * r));
+        }
+        __syncthreads(); // partial and scale are reused by the next row
+    }
+}
+
+// The vector kernel's threads and float4s a thread for this call, or 0 when it cannot run.
+int vec_plan(const tmi_rmsnorm_args *a, int *threads)
+{
+    if (a->d % 4 || a->ldx % 4 || a->ldo % 4 || (uintptr_t)a->x % 16 || (uintptr_t)a->out % 16) return 0;
+    int64_t d4 = a->d / 4;
+    for (int v = 1; v <= kMaxVec; v *= 2)
+        if (d4 <= (int64_t)v * kMaxVecThreads) {
+            int64_t t = (d4 + v - 1) / v;
+            *threads = (int)((t + 31) / 32 * 32);
+            return v;
+        }
+    return 0;
+}
+
+template <class W, class O>
+void launch_vec(const tmi_rmsnorm_args *a, O *out, unsigned blocks, int threads, int v, cudaStream_t stream)
+{
+    if (v == 1)
+        rmsnorm_vec_kernel<W, O, 1><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
+    else if (v == 2)
+        rmsnorm_vec_kernel<W, O, 2><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
+    else
+        rmsnorm_vec_kernel<W, O, 4><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
+}
+
 template <class O>
 void launch(const tmi_rmsnorm_args *a, O *out, unsigned blocks, int threads, cudaStream_t stream)
 {
+    int vthreads = 0, v = vec_plan(a, &vthreads);
+    if (v) {
+        switch (a->w_dtype) {
+        case TM_F16: launch_vec<WeightF16>(a, out, blocks, vthreads, v, stream); break;
+        case TM_BF16: launch_vec<WeightBF16>(a, out, blocks, vthreads, v, stream); break;
+        default: launch_vec<WeightF32>(a, out, blocks, vthreads, v, stream); break;
+        }
+        return;
+    }
     switch (a->w_dtype) {
     case TM_F16:
         rmsnorm_kernel<WeightF16><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);

@@ -1,6 +1,6 @@
 // rope_cuda.cu - the CUDA twin of rope_cpu.c: a grid-stride loop over the
 // (token, head, pair) triples, in place; angle = float(pos) * inv_freq[i] and the
-// accurate cosf / sinf in fp32, as the CPU twin and transformers do.
+// accurate sin and cos (sincosf) in fp32, as the CPU twin and transformers do.
 #include <cuda_runtime.h>
 
 extern "C" {
@@ -22,7 +22,10 @@ __global__ void rope_kernel(int64_t n_tok, int32_t n_head, int32_t head_dim, flo
         const int64_t t = idx / per_tok;
         const int32_t rest = (int32_t)(idx - t * per_tok), h = rest / half, i = rest - h * half;
         const float angle = (float)pos[t] * inv_freq[i];
-        const float c = cosf(angle) * attn_factor, s = sinf(angle) * attn_factor;
+        float c, s;
+        sincosf(angle, &s, &c); // the accurate pair, one range reduction for both
+        c *= attn_factor;
+        s *= attn_factor;
         float *xh = x + t * ld + (int64_t)h * head_dim; // [head_dim]
         const float x0 = xh[i], x1 = xh[i + half];
         xh[i] = x0 * c - x1 * s;
