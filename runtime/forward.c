@@ -216,14 +216,20 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
     observe(fb, TMI_OBS_ATTN_IN, fb->h, p->hidden_size, n, p->hidden_size);
     if ((s = linear(m, ex, fb, &L->qkv, fb->hn, p->hidden_size, n, fb->qkv, ldq, 0))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_QKV);
-    if ((s = rotary(m, ex, fb, b))) return s;
+    /* on CUDA with one set of frequencies, kv_write rotates q and k itself (one kernel) */
+    tmi_rope_args fused = {
+        .n_head = p->head_num + p->kv_head_num, .head_dim = p->size_per_head, .ld = ldq, .attn_factor = 1.0f,
+        .n_tok = n, .x = fb->qkv, .pos = fb->dev.pos, .inv_freq = fb->dev.inv_freq,
+    };
+    int fuse = fb->on_device && fb->shared_freq;
+    if (!fuse && (s = rotary(m, ex, fb, b))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_ROPE);
     observe(fb, TMI_OBS_K, fb->qkv + q_cols, ldq, n, kv_cols);
     observe(fb, TMI_OBS_V, fb->qkv + q_cols + kv_cols, ldq, n, kv_cols);
     tmi_kv_write_args kw = {
         .n_seq = b->n_seq, .seqs = b->seqs,
         .k = fb->qkv + q_cols, .ldk = ldq, .v = fb->qkv + q_cols + kv_cols, .ldv = ldq, .cache = cache,
-        .meta_dev = fb->dev.meta,
+        .meta_dev = fb->dev.meta, .rope = fuse ? &fused : NULL,
     };
     if ((s = m->ops->kv_write(ex, &kw))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_KV_WRITE);
@@ -231,6 +237,7 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
         .n_seq = b->n_seq, .seqs = b->seqs, .n_head = p->head_num,
         .q = fb->qkv, .ldq = ldq, .out = fb->attn_out, .out_dtype = fb->act_dtype, .ldo = q_cols, .cache = cache,
         .scale = 1.0f / sqrtf((float)hd), .window = p->sliding_window, .meta_dev = fb->dev.meta,
+        .plan_kv_len = fb->dev.plan_kv_len,
     };
     if ((s = m->ops->attention(ex, &at))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_ATTENTION);
@@ -272,8 +279,8 @@ static tm_status ffn_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffer
 }
 
 /* Final norm of the wanted rows, gathered into h, then the lm head.  On CUDA the
- * gather is the embedding op over x (the staged row ids) and the logits stay in
- * device memory when the caller samples there (b->logits == NULL). */
+ * gather is the embedding op over x (the staged row ids) into dev.logits; the
+ * forward copies them out unless the caller samples there (b->logits == NULL). */
 static tm_status logits(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_batch *b)
 {
     int64_t d = m->p.hidden_size, vocab = m->p.vocab_size;
@@ -288,11 +295,9 @@ static tm_status logits(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *
         .n = b->n_logits, .ids = fb->dev.rows, .table = fb->x, .dtype = TM_F32, .vocab = b->n_tok, .d = d,
         .out = fb->h, .ldo = d,
     };
-    if ((s = m->ops->embedding(ex, &g)) || (s = rmsnorm(m, ex, &m->norm, fb->h, fb->hn, fb->act_dtype, b->n_logits)) ||
-        (s = linear(m, ex, fb, &m->output, fb->hn, d, b->n_logits, fb->dev.logits, vocab, 0)))
+    if ((s = m->ops->embedding(ex, &g)) || (s = rmsnorm(m, ex, &m->norm, fb->h, fb->hn, fb->act_dtype, b->n_logits)))
         return s;
-    if (!b->logits) return TM_OK;
-    return tmi_fwd_dev_logits_to_host(fb, b->logits, (size_t)b->n_logits * vocab);
+    return linear(m, ex, fb, &m->output, fb->hn, d, b->n_logits, fb->dev.logits, vocab, 0);
 }
 
 static tm_status check_batch(const tm_model *m, const tmi_fwd_buffers *fb, const tmi_batch *b)
@@ -319,6 +324,32 @@ static tm_status check_batch(const tm_model *m, const tmi_fwd_buffers *fb, const
     return TM_OK;
 }
 
+tm_status tmi_forward_layers(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache,
+                             const tmi_exec *ex)
+{
+    const int32_t *ids = fb->on_device ? fb->dev.tokens : b->tokens;
+    tmi_embedding_args e = {
+        .n = b->n_tok, .ids = ids, .table = m->embed.data, .dtype = m->embed.dtype,
+        .vocab = m->p.vocab_size, .d = m->p.hidden_size, .out = fb->x, .ldo = m->p.hidden_size,
+    };
+    tm_status s = m->ops->embedding(ex, &e);
+    if (s) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_EMBED);
+    for (int32_t l = 0; l < m->p.num_layer; l++) {
+        tmi_kv_cache c = cache;
+        c.layer_offset = (int64_t)l * 2 * c.v_offset;
+        const float *qp = fb->on_device ? m->kv_static_dev : m->kv_static;
+        c.qparams = qp ? qp + (int64_t)l * 4 * m->p.kv_head_num : NULL;
+        fb->layer = l;
+        if ((s = attention_block(m, ex, fb, b, &m->layers[l], c, b->n_tok))) return s;
+        if ((s = ffn_block(m, ex, fb, &m->layers[l], b->n_tok))) return s;
+    }
+    if (b->n_logits == 0) return TM_OK;
+    if ((s = logits(m, ex, fb, b))) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_LOGITS);
+    return TM_OK;
+}
+
 tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache)
 {
     tm_status s = check_batch(m, fb, b);
@@ -327,42 +358,29 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
         .backend = m->p.backend, .pool = fb->pool, .workspace = fb->workspace, .workspace_bytes = fb->workspace_bytes,
         .blas = fb->dev.blas, .stream = fb->dev.stream,
     };
-    int64_t n = b->n_tok;
     tmi_prof_begin(fb->prof);
     for (int32_t sq = 0; sq < b->n_seq; sq++)
         for (int32_t t = 0; t < b->seqs[sq].q_len; t++)
             fb->pos[b->seqs[sq].q_start + t] = b->seqs[sq].kv_len - b->seqs[sq].q_len + t;
     if ((s = step_freqs(m, fb, b))) return s;
-    const int32_t *ids = b->tokens;
     if (fb->on_device) { /* ids, positions, logit rows, block tables, RoPE freqs: one copy */
-        if ((s = tmi_fwd_dev_stage(m, fb, b, cache.block_len))) return s;
-        ids = fb->dev.tokens;
-    }
-    tmi_prof_mark(fb->prof, TMI_PROF_STAGE);
-
-    tmi_embedding_args e = {
-        .n = n, .ids = ids, .table = m->embed.data, .dtype = m->embed.dtype,
-        .vocab = m->p.vocab_size, .d = m->p.hidden_size, .out = fb->x, .ldo = m->p.hidden_size,
-    };
-    if ((s = m->ops->embedding(&ex, &e))) return s;
-    tmi_prof_mark(fb->prof, TMI_PROF_EMBED);
-    for (int32_t l = 0; l < m->p.num_layer; l++) {
-        tmi_kv_cache c = cache;
-        c.layer_offset = (int64_t)l * 2 * c.v_offset;
-        const float *qp = fb->on_device ? m->kv_static_dev : m->kv_static;
-        c.qparams = qp ? qp + (int64_t)l * 4 * m->p.kv_head_num : NULL;
-        fb->layer = l;
-        if ((s = attention_block(m, &ex, fb, b, &m->layers[l], c, n))) return s;
-        if ((s = ffn_block(m, &ex, fb, &m->layers[l], n))) return s;
-    }
-    if (b->n_logits == 0) {
-        if (fb->on_device && (s = tmi_fwd_dev_sync(fb))) return s;
+        int graph = tmi_fwd_graph_wanted(fb, b);
+        fb->dev.plan_kv_len = tmi_fwd_plan_kv_len(fb, b);
+        if ((s = tmi_fwd_dev_stage(m, fb, b, cache.block_len, graph))) return s;
+        tmi_prof_mark(fb->prof, TMI_PROF_STAGE);
+        s = graph ? tmi_fwd_graph_step(m, fb, b, cache, &ex) : tmi_forward_layers(m, fb, b, cache, &ex);
+        if (s) return s;
+        if (b->n_logits == 0) {
+            if ((s = tmi_fwd_dev_sync(fb))) return s;
+            return tmi_prof_end(fb->prof);
+        }
+        if (!b->logits) return TM_OK; /* logits left on the device: the caller samples there, marks it and ends the step */
+        if ((s = tmi_fwd_dev_logits_to_host(fb, b->logits, (size_t)b->n_logits * m->p.vocab_size))) return s;
         return tmi_prof_end(fb->prof);
     }
-    if ((s = logits(m, &ex, fb, b))) return s;
-    tmi_prof_mark(fb->prof, TMI_PROF_LOGITS);
-    /* logits left on the device: the caller samples there, marks it and ends the step */
-    return b->logits ? tmi_prof_end(fb->prof) : TM_OK;
+    tmi_prof_mark(fb->prof, TMI_PROF_STAGE);
+    if ((s = tmi_forward_layers(m, fb, b, cache, &ex))) return s;
+    return tmi_prof_end(fb->prof);
 }
 
 tm_status tmi_fwd_buffers_profile(tmi_fwd_buffers *fb, const tm_model *m)

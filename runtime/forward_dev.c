@@ -6,6 +6,11 @@
  * Staging layout (int32 units, each section starting on a 64-unit boundary):
  *   tokens[n_tok] pos[n_tok] rows[n_logits] meta[tmi_kv_meta_ints] inv_freq[n_freq][head_dim/2] (fp32,
  *   the forward's step_freqs)
+ * or, for a step a CUDA graph replays (fixed), the same sections at offsets that
+ * depend on n_tok alone: rows get n_tok units, and meta holds meta[n_seq][4] then
+ * sequence s's block ids at s x max_blocks (max_kv_len / block_len, rounded up),
+ * so the addresses the graph's kernels were captured with stay right as the
+ * sequences grow.
  * The pinned buffer is rewritten at the next step only after this step's stream
  * work has been waited for (every step ends with a sync: the logits or tokens
  * copy), so a copy in flight never reads a half-written buffer. */
@@ -18,6 +23,9 @@
 
 #ifdef TMRUN_HAVE_CUDA
 #include "cuda/cuda_runtime.h"
+
+/* cuBLAS's workspace: what NVIDIA recommends for Hopper. */
+#define TMI_BLAS_WORKSPACE ((size_t)32 << 20)
 
 static int64_t up64(int64_t n) { return (n + 63) / 64 * 64; }
 
@@ -50,8 +58,12 @@ tm_status tmi_fwd_dev_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n)
         (s = tmi_dev_alloc((void **)&fb->gate, n * 2 * inter * sizeof(float))) ||
         (s = tmi_dev_alloc(&fb->act, n * inter * es)) ||
         (s = tmi_dev_alloc((void **)&fb->dev.logits, (size_t)fb->max_logits * p->vocab_size * sizeof(float))) ||
-        (s = tmi_dev_blas_create(&fb->dev.blas)) || (s = tmi_cuda_stream_create(&fb->dev.stream)))
+        (s = tmi_dev_blas_create(&fb->dev.blas)) || (s = tmi_cuda_stream_create(&fb->dev.stream)) ||
+        (s = tmi_dev_alloc(&fb->dev.blas_ws, TMI_BLAS_WORKSPACE)) ||
+        (s = tmi_gemm_cuda_blas_workspace(fb->dev.blas, fb->dev.blas_ws, TMI_BLAS_WORKSPACE)))
         return s;
+    const char *env = getenv("TMRUN_CUDA_GRAPHS");
+    fb->dev.graphs_on = !env ? 1 : strcmp(env, "0") == 0 ? 0 : strcmp(env, "require") == 0 ? 2 : 1;
     fb->attn = NULL; /* fp32 views of attn_out and up: the CPU's, not used here */
     fb->up = fb->gate + inter;
     /* the forward always passes meta_dev, so the attention part is its split-K
@@ -63,8 +75,9 @@ tm_status tmi_fwd_dev_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n)
 void tmi_fwd_dev_free(tmi_fwd_buffers *fb)
 {
     if (fb->dev.stream) tmi_cuda_stream_sync(fb->dev.stream);
+    tmi_fwd_graphs_clear(fb);
     void *dev[] = {fb->x, fb->h, fb->hn, fb->qkv, fb->attn_out, fb->gate, fb->act, fb->workspace,
-                   fb->dev.logits, fb->dev.stage_dev};
+                   fb->dev.logits, fb->dev.stage_dev, fb->dev.blas_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) tmi_dev_free(dev[i]);
     tmi_cuda_host_free(fb->dev.stage);
     tmi_dev_blas_destroy(fb->dev.blas);
@@ -79,6 +92,7 @@ static tm_status stage_reserve(tmi_fwd_buffers *fb, int64_t ints)
     while (cap < ints) cap *= 2;
     tm_status s;
     if (fb->dev.stream && (s = tmi_cuda_stream_sync(fb->dev.stream))) return s;
+    tmi_fwd_graphs_clear(fb); /* they read the old buffer */
     tmi_cuda_host_free(fb->dev.stage);
     tmi_dev_free(fb->dev.stage_dev);
     fb->dev.stage = NULL;
@@ -91,11 +105,29 @@ static tm_status stage_reserve(tmi_fwd_buffers *fb, int64_t ints)
     return TM_OK;
 }
 
-tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, int32_t block_len)
+/* meta at fixed offsets: sequence s's block ids at s x max_blocks. */
+static void meta_fill_fixed(int32_t *dst, const tmi_batch *b, int32_t block_len, int64_t max_blocks)
+{
+    int32_t *ids = dst + 4 * (int64_t)b->n_seq;
+    for (int32_t s = 0; s < b->n_seq; s++) {
+        const tmi_attn_seq *sq = &b->seqs[s];
+        int64_t nb = sq->kv_len > 0 ? ((int64_t)sq->kv_len + block_len - 1) / block_len : 0;
+        dst[4 * s + 0] = sq->q_start;
+        dst[4 * s + 1] = sq->q_len;
+        dst[4 * s + 2] = sq->kv_len;
+        dst[4 * s + 3] = (int32_t)(s * max_blocks);
+        if (nb) memcpy(ids + s * max_blocks, sq->block_table, (size_t)nb * sizeof(int32_t));
+    }
+}
+
+tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, int32_t block_len,
+                            int fixed)
 {
     int64_t n = b->n_tok, half = m->p.size_per_head / 2;
-    int64_t meta = (int64_t)tmi_kv_meta_ints(b->seqs, b->n_seq, block_len);
-    int64_t o_pos = up64(n), o_rows = o_pos + up64(n), o_meta = o_rows + up64(b->n_logits);
+    int64_t max_blocks = ((int64_t)fb->max_kv_len + block_len - 1) / block_len;
+    int64_t meta = fixed ? 4 * (int64_t)b->n_seq + b->n_seq * max_blocks
+                         : (int64_t)tmi_kv_meta_ints(b->seqs, b->n_seq, block_len);
+    int64_t o_pos = up64(n), o_rows = o_pos + up64(n), o_meta = o_rows + up64(fixed ? n : b->n_logits);
     int64_t o_freq = o_meta + up64(meta), total = o_freq + half * fb->n_freq;
     tm_status s = stage_reserve(fb, total);
     if (s) return s;
@@ -103,15 +135,15 @@ tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_ba
     memcpy(st, b->tokens, (size_t)n * 4);
     memcpy(st + o_pos, fb->pos, (size_t)n * 4);
     if (b->n_logits) memcpy(st + o_rows, b->logit_rows, (size_t)b->n_logits * 4);
-    tmi_kv_meta_fill(st + o_meta, b->seqs, b->n_seq, block_len);
+    if (fixed) meta_fill_fixed(st + o_meta, b, block_len, max_blocks);
+    else tmi_kv_meta_fill(st + o_meta, b->seqs, b->n_seq, block_len);
     memcpy(st + o_freq, fb->inv_freq, (size_t)(half * fb->n_freq) * sizeof(float));
-    int64_t used = o_freq + half * fb->n_freq;
     fb->dev.tokens = dv;
     fb->dev.pos = dv + o_pos;
     fb->dev.rows = dv + o_rows;
     fb->dev.meta = dv + o_meta;
     fb->dev.inv_freq = (float *)(dv + o_freq);
-    return tmi_cuda_memcpy_async(dv, st, (size_t)used * 4, 0, fb->dev.stream);
+    return tmi_cuda_memcpy_async(dv, st, (size_t)total * 4, 0, fb->dev.stream);
 }
 
 tm_status tmi_fwd_dev_logits_to_host(tmi_fwd_buffers *fb, float *dst, size_t n)
@@ -129,9 +161,10 @@ tm_status tmi_fwd_dev_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n)
     return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
 }
 void tmi_fwd_dev_free(tmi_fwd_buffers *fb) { (void)fb; }
-tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, int32_t block_len)
+tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, int32_t block_len,
+                            int fixed)
 {
-    (void)m, (void)fb, (void)b, (void)block_len;
+    (void)m, (void)fb, (void)b, (void)block_len, (void)fixed;
     return tmi_fail(TM_ERR_UNSUPPORTED, "this build has no CUDA backend");
 }
 tm_status tmi_fwd_dev_logits_to_host(tmi_fwd_buffers *fb, float *dst, size_t n)

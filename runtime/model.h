@@ -92,6 +92,9 @@ typedef struct tmi_batch {
 
 /* Activations and scratch of one runner (a context, or an engine rank): sized
  * once for up to cap_tok rows per forward, so the token loop never allocates. */
+/* Captured decode-step shapes a runner keeps (forward_graph.c). */
+#define TMI_FWD_GRAPHS 64
+
 typedef struct tmi_fwd_buffers {
     int32_t cap_tok;
     int32_t max_kv_len;
@@ -133,6 +136,17 @@ typedef struct tmi_fwd_buffers {
         int32_t *tokens, *pos, *rows, *meta;
         float *inv_freq;  /* the device copy of the host inv_freq rows */
         float *logits;    /* [max_logits][vocab] */
+        void *blas_ws;    /* cuBLAS's workspace, set on the handle (graph capture needs one) */
+        int32_t plan_kv_len; /* this step's attention split plan bound (forward_graph.c) */
+        int graphs_on;    /* decode steps replay CUDA graphs: 1; 0 never ($TMRUN_CUDA_GRAPHS=0);
+                             2 a failed capture is an error ($TMRUN_CUDA_GRAPHS=require) */
+        int32_t n_graphs, graph_evict;
+        struct tmi_fwd_graph {
+            int32_t n_tok, n_logits, plan_kv_len, block_len;
+            const void *kv_base;
+            int32_t seen; /* steps of this shape: captured at the second */
+            void *exec;   /* cudaGraphExec_t, NULL until captured */
+        } graphs[TMI_FWD_GRAPHS];
     } dev;
 } tmi_fwd_buffers;
 
@@ -173,12 +187,25 @@ void tmi_dev_blas_destroy(void *blas);
 /* forward_dev.c: the CUDA half of the forward buffers and the step's staging. */
 tm_status tmi_fwd_dev_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n);
 void tmi_fwd_dev_free(tmi_fwd_buffers *fb);
-tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, int32_t block_len);
+/* fixed: the block tables at s x max_blocks, so every step of one shape stages at
+ * the same addresses (what a captured graph reads); else packed. */
+tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, int32_t block_len,
+                            int fixed);
 tm_status tmi_fwd_dev_logits_to_host(tmi_fwd_buffers *fb, float *dst, size_t n);
 tm_status tmi_fwd_dev_sync(tmi_fwd_buffers *fb);
 
 /* Runs the batch; cache.layer_offset and cache.qparams are ignored (set per layer). */
 tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache);
+/* The device work of a staged step: embedding, layers, logits into dev.logits. */
+tm_status tmi_forward_layers(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache,
+                             const tmi_exec *ex);
+
+/* forward_graph.c: CUDA graphs of decode steps. */
+int32_t tmi_fwd_plan_kv_len(const tmi_fwd_buffers *fb, const tmi_batch *b);
+int tmi_fwd_graph_wanted(const tmi_fwd_buffers *fb, const tmi_batch *b);
+tm_status tmi_fwd_graph_step(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache,
+                             const tmi_exec *ex);
+void tmi_fwd_graphs_clear(tmi_fwd_buffers *fb);
 
 /* inv_freq[size_per_head/2] for a sequence whose length after this step is seq_len. */
 void tmi_rope_inv_freq(const tm_model_params *p, int32_t seq_len, float *inv_freq);

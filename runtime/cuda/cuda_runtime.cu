@@ -116,6 +116,44 @@ extern "C" tm_status tmi_cuda_stream_sync(void *stream)
     return TM_OK;
 }
 
+extern "C" tm_status tmi_cuda_graph_begin(void *stream)
+{
+    cudaError_t e = cudaStreamBeginCapture(static_cast<cudaStream_t>(stream), cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return tmi_fail(TM_ERR_DEVICE, "cudaStreamBeginCapture: %s", cudaGetErrorString(e));
+    }
+    return TM_OK;
+}
+
+extern "C" tm_status tmi_cuda_graph_end(void *stream, int ok, void **exec)
+{
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t x = NULL;
+    *exec = NULL;
+    cudaError_t e = cudaStreamEndCapture(static_cast<cudaStream_t>(stream), &g);
+    if (e == cudaSuccess && ok) e = cudaGraphInstantiate(&x, g, 0);
+    if (g) cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* a failed capture is not sticky: the stream works eagerly again */
+        return ok ? tmi_fail(TM_ERR_DEVICE, "capturing a CUDA graph: %s", cudaGetErrorString(e)) : TM_OK;
+    }
+    *exec = x;
+    return TM_OK;
+}
+
+extern "C" tm_status tmi_cuda_graph_launch(void *exec, void *stream)
+{
+    cudaError_t e = cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec), static_cast<cudaStream_t>(stream));
+    if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "cudaGraphLaunch: %s", cudaGetErrorString(e));
+    return TM_OK;
+}
+
+extern "C" void tmi_cuda_graph_destroy(void *exec)
+{
+    if (exec) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec));
+}
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 

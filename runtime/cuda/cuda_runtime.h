@@ -42,6 +42,16 @@ void tmi_cuda_event_record(void *event, void *stream);
 tm_status tmi_cuda_event_sync(void *event);
 double tmi_cuda_event_elapsed(void *start, void *end); /* seconds; 0 on error */
 
+/* CUDA graphs of work enqueued on one stream (forward_graph.c).  begin starts
+ * capturing stream (thread-local mode: other threads' CUDA calls are not
+ * disturbed); end stops it and, when *ok, instantiates what was captured into
+ * *exec.  A failed op inside the capture leaves the stream capturing: end with
+ * ok = 0 discards it, and returns TM_OK.  launch replays exec on stream. */
+tm_status tmi_cuda_graph_begin(void *stream);
+tm_status tmi_cuda_graph_end(void *stream, int ok, void **exec);
+tm_status tmi_cuda_graph_launch(void *exec, void *stream);
+void tmi_cuda_graph_destroy(void *exec);
+
 /* dst[r * ld + c] = offset + scale * u(seed, r * cols + c) for a rows x cols block
  * of an F32 / F16 / BF16 matrix, u in [-1, 1) from tmi_random_unit (the CPU twin
  * in model_random.c), so a seed gives the same tensor on both backends. */

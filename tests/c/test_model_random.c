@@ -134,11 +134,58 @@ static void test_random_cuda_matches_cpu(void)
     }
 }
 
+/* Each step's logits of a 40-token prompt and then 260 single tokens (decode
+ * steps, which the CUDA forward replays as graphs, across the 256-key bound where
+ * attention's split plan changes), into out[301][97]. */
+static int decode_run(tm_model *m, float *out)
+{
+    tm_context *ctx = NULL;
+    tm_context_params cp = tm_context_default_params();
+    cp.max_tokens = 320;
+    cp.block_len = 16;
+    int32_t prompt[40];
+    for (int i = 0; i < 40; i++) prompt[i] = (i * 37 + 5) % 97;
+    int ok = CHECK_STATUS(tm_context_create(m, &cp, &ctx), TM_OK) &&
+             CHECK_STATUS(tm_context_eval(ctx, prompt, 40, out, 0), TM_OK);
+    for (int t = 1; ok && t <= 260; t++) {
+        int32_t tok = (t * 11 + 3) % 97;
+        ok = CHECK_STATUS(tm_context_eval(ctx, &tok, 1, out + (size_t)t * 97, 0), TM_OK);
+    }
+    tm_context_destroy(ctx);
+    return ok;
+}
+
+/* CUDA graph replay computes what the eager steps compute, bit for bit. */
+static void test_random_cuda_graphs_match_eager(void)
+{
+    const char *backend = getenv("TMRUN_TEST_BACKEND");
+    if (!backend || strcmp(backend, "cuda") != 0) return;
+    static float eager[261 * 97], graph[261 * 97];
+    for (int dt = TM_F32; dt <= TM_BF16; dt += 2) {
+        tm_model_params p = shape(TM_BACKEND_CUDA);
+        p.max_position_embeddings = 512;
+        tm_model *m = NULL;
+        if (!CHECK_STATUS(tm_model_create_random(&p, (tm_dtype)dt, 9, &m), TM_OK)) continue;
+        setenv("TMRUN_CUDA_GRAPHS", "0", 1);
+        int ok = decode_run(m, eager);
+        setenv("TMRUN_CUDA_GRAPHS", "require", 1); /* a capture that fails is an error, not eager */
+        ok = ok && decode_run(m, graph);
+        unsetenv("TMRUN_CUDA_GRAPHS");
+        int first = -1;
+        for (int t = 0; ok && t <= 260 && first < 0; t++)
+            if (memcmp(eager + (size_t)t * 97, graph + (size_t)t * 97, 97 * sizeof(float))) first = t;
+        printf("cuda graphs, dtype %d: %s (first differing step %d)\n", dt, first < 0 ? "same bits" : "DIFFERENT", first);
+        CHECK(ok && first < 0);
+        tm_model_destroy(m);
+    }
+}
+
 int main(void)
 {
     RUN(test_random_deterministic);
     RUN(test_random_dtypes);
     RUN(test_random_errors);
     RUN(test_random_cuda_matches_cpu);
+    RUN(test_random_cuda_graphs_match_eager);
     return tt_finish();
 }
