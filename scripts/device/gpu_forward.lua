@@ -77,27 +77,41 @@ if gpu then
   local r = assert(eval.perplexity(gpu, all, { seqlen = 512, stride = 512, max_windows = 4 }))
   report(math.abs(r.ppl - 120.547312) / 120.547312 < 5e-3,
     "demo ppl (4 windows) cuda %.6f vs transformers fp32 120.547312 (%.1f s)", r.ppl, os.clock() - t0)
-  -- the engine (continuous batching) on the GPU: 16 requests at once against one at a time
+  -- the engine (continuous batching) on the GPU: 16 requests at once against one at a time.
+  -- Exact with cuBLAS at every m; the default small-m kernel at m = 1 sums in another
+  -- order than cuBLAS at m = 16, so there a bf16 near-tie now and then sends a
+  -- sequence its own way (shown, not judged)
+  local ffi = require("ffi")
+  pcall(ffi.cdef, "int setenv(const char *, const char *, int); int unsetenv(const char *);")
   local engine = require("tmrun.engine")
   local eng = assert(engine.new({ model = gpu, max_batch_size = 16, cache_max_entry_count = 256, tokenizer = false }))
-  local prompts, alone = {}, {}
+  local prompts = {}
   for i = 1, 16 do
     local p = {}
     for t = 1, 8 + i do p[t] = (i * 131 + t * 17) % 8000 + 3 end
     prompts[i] = p
-    alone[i] = assert(gpu:greedy(p, 24, { ignore_eos = true }))
   end
-  local te = os.clock()
-  local outs = assert(eng:generate(prompts, { max_new_tokens = 24, ignore_eos = true }))
-  local same, total = 0, 0
-  for i = 1, 16 do
-    for t = 1, 24 do
-      total = total + 1
-      if outs[i].ids[t] == alone[i][t] then same = same + 1 end
+  local function batched_vs_alone()
+    local alone = {}
+    for i = 1, 16 do alone[i] = assert(gpu:greedy(prompts[i], 24, { ignore_eos = true })) end
+    local te = os.clock()
+    local outs = assert(eng:generate(prompts, { max_new_tokens = 24, ignore_eos = true }))
+    local same, total = 0, 0
+    for i = 1, 16 do
+      for t = 1, 24 do
+        total = total + 1
+        if outs[i].ids[t] == alone[i][t] then same = same + 1 end
+      end
     end
+    return same, total, os.clock() - te
   end
-  report(same >= 0.9 * total, "engine on cuda: 16 batched requests, %d/%d tokens equal to one-at-a-time (%.2f s)", same,
-    total, os.clock() - te)
+  ffi.C.setenv("TMRUN_GEMM_SMALL_M", "0", 1)
+  local same, total, secs = batched_vs_alone()
+  ffi.C.unsetenv("TMRUN_GEMM_SMALL_M")
+  report(same == total, "engine on cuda (cuBLAS at every m): 16 batched requests, %d/%d tokens equal to "
+    .. "one-at-a-time (%.2f s)", same, total, secs)
+  same, total = batched_vs_alone()
+  print(string.format("INFO engine on cuda (small-m kernel at m = 1): %d/%d tokens equal to one-at-a-time", same, total))
   local st = eng:stats()
   print(string.format("INFO engine steps %d, forward %.3f s, sample %.3f s, schedule %.1f us/step", st.steps,
     st.forward_seconds, st.sample_seconds, st.schedule_seconds / math.max(1, st.steps) * 1e6))
