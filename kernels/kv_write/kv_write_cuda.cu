@@ -14,6 +14,7 @@
 #include <cuda_fp16.h>
 
 #include "../attention/paged_kv_cuda.h"
+#include "../pdl_cuda.h"
 
 extern "C" {
 #include "kv_write.h"
@@ -64,6 +65,8 @@ template <class T>
 __global__ void rope_kv_write_kernel(const SeqMeta *meta, const int32_t *ids, tmi_rope_args r, const float *v,
                                      int64_t ldv, T *base, Layout L)
 {
+    tmi_pdl_trigger();
+    tmi_pdl_wait(); // q, k and v are the qkv GEMM's
     const SeqMeta m = meta[blockIdx.y];
     const int32_t t = blockIdx.x;
     if (t >= m.q_len) return;
@@ -256,12 +259,14 @@ extern "C" tm_status tmi_kv_write_cuda(const tmi_exec *ex, const tmi_kv_write_ar
             return tmi_fail(TM_ERR_UNSUPPORTED, "kv_write_cuda: (n_head + n_kv_head) * head_dim / 2 must be <= %d",
                             65535 * kThreads);
         grid.z = (unsigned)((units + kThreads - 1) / kThreads);
-        if (c->dtype == TM_F16)
-            rope_kv_write_kernel<__half><<<grid, kThreads, 0, stream>>>(meta, ids, *a->rope, a->v, a->ldv,
-                                                                        static_cast<__half *>(c->base), L);
-        else
-            rope_kv_write_kernel<float><<<grid, kThreads, 0, stream>>>(meta, ids, *a->rope, a->v, a->ldv,
-                                                                       static_cast<float *>(c->base), L);
+        cudaError_t le =
+            c->dtype == TM_F16
+                ? tmi_launch_pdl(rope_kv_write_kernel<__half>, grid, kThreads, 0, stream, meta, ids, *a->rope, a->v,
+                                 a->ldv, static_cast<__half *>(c->base), L)
+                : tmi_launch_pdl(rope_kv_write_kernel<float>, grid, kThreads, 0, stream, meta, ids, *a->rope, a->v,
+                                 a->ldv, static_cast<float *>(c->base), L);
+        if (le != cudaSuccess)
+            return tmi_fail(TM_ERR_DEVICE, "kv_write_cuda: launch failed: %s", cudaGetErrorString(le));
     } else {
         int64_t width = (int64_t)c->n_kv_head * c->head_dim;
         Layout L = {c->block_stride, c->layer_offset, c->v_offset, c->n_kv_head, c->head_dim, c->block_len};

@@ -53,6 +53,7 @@ __global__ void rmsnorm_kernel(int64_t n, int64_t d, const float *x, int64_t ldx
     __shared__ float partial[kMaxThreads / 32];
     __shared__ float scale;
     tmi_pdl_trigger(); // the GEMM after it may start streaming its weights
+    tmi_pdl_wait();    // x is the kernel before's
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
     for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
         const float *xr = x + row * ldx; // [d]
@@ -101,6 +102,7 @@ __global__ void rmsnorm_vec_kernel(int64_t n, int64_t d, const float *x, int64_t
     __shared__ float partial[kMaxVecThreads / 32];
     __shared__ float scale;
     tmi_pdl_trigger(); // the GEMM after it may start streaming its weights
+    tmi_pdl_wait();    // x is the kernel before's
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
     const int64_t d4 = d / 4;
     for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
@@ -148,39 +150,31 @@ int vec_plan(const tmi_rmsnorm_args *a, int *threads)
     return 0;
 }
 
-template <class W, class O>
-void launch_vec(const tmi_rmsnorm_args *a, O *out, unsigned blocks, int threads, int v, cudaStream_t stream)
+template <class W, class O, int V>
+cudaError_t launch_vec_v(const tmi_rmsnorm_args *a, O *out, unsigned blocks, int threads, cudaStream_t stream)
 {
-    if (v == 1)
-        rmsnorm_vec_kernel<W, O, 1><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
-    else if (v == 2)
-        rmsnorm_vec_kernel<W, O, 2><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
-    else
-        rmsnorm_vec_kernel<W, O, 4><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
+    return tmi_launch_pdl(rmsnorm_vec_kernel<W, O, V>, blocks, threads, 0, stream, a->n, a->d, a->x, a->ldx,
+                          a->weight, a->eps, out, a->ldo);
+}
+
+template <class W, class O>
+cudaError_t launch_w(const tmi_rmsnorm_args *a, O *out, unsigned blocks, int threads, cudaStream_t stream)
+{
+    int vthreads = 0, v = vec_plan(a, &vthreads);
+    if (v == 1) return launch_vec_v<W, O, 1>(a, out, blocks, vthreads, stream);
+    if (v == 2) return launch_vec_v<W, O, 2>(a, out, blocks, vthreads, stream);
+    if (v == 4) return launch_vec_v<W, O, 4>(a, out, blocks, vthreads, stream);
+    return tmi_launch_pdl(rmsnorm_kernel<W, O>, blocks, threads, 0, stream, a->n, a->d, a->x, a->ldx, a->weight,
+                          a->eps, out, a->ldo);
 }
 
 template <class O>
-void launch(const tmi_rmsnorm_args *a, O *out, unsigned blocks, int threads, cudaStream_t stream)
+cudaError_t launch(const tmi_rmsnorm_args *a, O *out, unsigned blocks, int threads, cudaStream_t stream)
 {
-    int vthreads = 0, v = vec_plan(a, &vthreads);
-    if (v) {
-        switch (a->w_dtype) {
-        case TM_F16: launch_vec<WeightF16>(a, out, blocks, vthreads, v, stream); break;
-        case TM_BF16: launch_vec<WeightBF16>(a, out, blocks, vthreads, v, stream); break;
-        default: launch_vec<WeightF32>(a, out, blocks, vthreads, v, stream); break;
-        }
-        return;
-    }
     switch (a->w_dtype) {
-    case TM_F16:
-        rmsnorm_kernel<WeightF16><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
-        break;
-    case TM_BF16:
-        rmsnorm_kernel<WeightBF16><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
-        break;
-    default:
-        rmsnorm_kernel<WeightF32><<<blocks, threads, 0, stream>>>(a->n, a->d, a->x, a->ldx, a->weight, a->eps, out, a->ldo);
-        break;
+    case TM_F16: return launch_w<WeightF16>(a, out, blocks, threads, stream);
+    case TM_BF16: return launch_w<WeightBF16>(a, out, blocks, threads, stream);
+    default: return launch_w<WeightF32>(a, out, blocks, threads, stream);
     }
 }
 
@@ -209,12 +203,12 @@ extern "C" tm_status tmi_rmsnorm_cuda(const tmi_exec *ex, const tmi_rmsnorm_args
     int threads = a->d >= kMaxThreads ? kMaxThreads : static_cast<int>((a->d + 31) / 32 * 32);
     unsigned blocks = static_cast<unsigned>(a->n < kMaxBlocks ? a->n : kMaxBlocks);
     cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
+    cudaError_t e;
     switch (a->out_dtype) {
-    case TM_F16: launch(a, static_cast<__half *>(a->out), blocks, threads, stream); break;
-    case TM_BF16: launch(a, static_cast<__nv_bfloat16 *>(a->out), blocks, threads, stream); break;
-    default: launch(a, static_cast<float *>(a->out), blocks, threads, stream); break;
+    case TM_F16: e = launch(a, static_cast<__half *>(a->out), blocks, threads, stream); break;
+    case TM_BF16: e = launch(a, static_cast<__nv_bfloat16 *>(a->out), blocks, threads, stream); break;
+    default: e = launch(a, static_cast<float *>(a->out), blocks, threads, stream); break;
     }
-    cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "rmsnorm_cuda: launch failed: %s", cudaGetErrorString(e));
     return TM_OK;
 }

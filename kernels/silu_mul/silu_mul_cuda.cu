@@ -28,6 +28,7 @@ __global__ void silu_mul_kernel(int64_t n, int64_t d, const float *gate, int64_t
                                 O *out, int64_t ldo)
 {
     tmi_pdl_trigger(); // the down projection may start streaming its weights
+    tmi_pdl_wait();    // gate and up are the kernel before's
     const int64_t total = n * d, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t i = idx / d, j = idx - i * d;
@@ -57,6 +58,7 @@ __global__ void silu_mul_vec_kernel(int64_t n, int64_t d, const float *gate, int
                                     int64_t ldu, O *out, int64_t ldo)
 {
     tmi_pdl_trigger(); // the down projection may start streaming its weights
+    tmi_pdl_wait();    // gate and up are the kernel before's
     const int64_t d4 = d / 4, total = n * d4, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t i = idx / d4, j = 4 * (idx - i * d4);
@@ -73,13 +75,13 @@ bool vec_ok(const tmi_silu_mul_args *a)
            (uintptr_t)a->up % 16 == 0 && (uintptr_t)a->out % 16 == 0;
 }
 
-template <class O> void launch(const tmi_silu_mul_args *a, O *out, cudaStream_t st)
+template <class O> cudaError_t launch(const tmi_silu_mul_args *a, O *out, cudaStream_t st)
 {
     const bool vec = vec_ok(a);
     int64_t want = ((vec ? a->n * (a->d / 4) : a->n * a->d) + kThreads - 1) / kThreads;
     unsigned blocks = static_cast<unsigned>(want < kMaxBlocks ? want : kMaxBlocks);
-    if (vec) silu_mul_vec_kernel<<<blocks, kThreads, 0, st>>>(a->n, a->d, a->gate, a->ldg, a->up, a->ldu, out, a->ldo);
-    else silu_mul_kernel<<<blocks, kThreads, 0, st>>>(a->n, a->d, a->gate, a->ldg, a->up, a->ldu, out, a->ldo);
+    return tmi_launch_pdl(vec ? silu_mul_vec_kernel<O> : silu_mul_kernel<O>, blocks, kThreads, 0, st, a->n, a->d,
+                          a->gate, a->ldg, a->up, a->ldu, out, a->ldo);
 }
 
 } // namespace
@@ -101,10 +103,10 @@ extern "C" tm_status tmi_silu_mul_cuda(const tmi_exec *ex, const tmi_silu_mul_ar
         return tmi_fail(TM_ERR_INVALID_ARG, "silu_mul_cuda: out dtype must be F32, F16 or BF16, got %s",
                         tm_dtype_name(a->out_dtype));
     cudaStream_t st = static_cast<cudaStream_t>(ex->stream);
-    if (a->out_dtype == TM_F16) launch(a, static_cast<__half *>(a->out), st);
-    else if (a->out_dtype == TM_BF16) launch(a, static_cast<__nv_bfloat16 *>(a->out), st);
-    else launch(a, static_cast<float *>(a->out), st);
-    cudaError_t e = cudaGetLastError();
+    cudaError_t e;
+    if (a->out_dtype == TM_F16) e = launch(a, static_cast<__half *>(a->out), st);
+    else if (a->out_dtype == TM_BF16) e = launch(a, static_cast<__nv_bfloat16 *>(a->out), st);
+    else e = launch(a, static_cast<float *>(a->out), st);
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "silu_mul_cuda: launch failed: %s", cudaGetErrorString(e));
     return TM_OK;
 }
