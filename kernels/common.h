@@ -21,9 +21,11 @@ typedef struct tmi_exec {
     tm_backend backend;
     struct tmi_pool *pool; /* CPU: worker threads (NULL: run on the caller) */
     void *stream;          /* CUDA: cudaStream_t */
-    void *blas;            /* CUDA: cublasHandle_t, created by the caller (tmi_gemm_cuda_blas_create) */
+    void *blas;            /* CUDA: the GEMM's handle, created by the caller (tmi_gemm_cuda_blas_create) */
     void *workspace;       /* scratch provided by the caller */
     size_t workspace_bytes;
+    int tune;              /* CUDA: 1 in a decode step, whose GEMM shapes recur: the GEMM may time its
+                              kernels for a new one (gemm_tune.h) */
 } tmi_exec;
 
 /* fp16 / bf16 <-> fp32, exact where the format allows (round to nearest even). */

@@ -128,7 +128,7 @@ typedef struct tmi_fwd_buffers {
     int on_device;
     struct {
         void *stream;     /* cudaStream_t of every op of this runner */
-        void *blas;       /* cublasHandle_t */
+        void *blas;       /* the GEMM handle (tmi_gemm_cuda_blas_create) */
         int32_t *stage;   /* pinned host staging of the step's inputs */
         int32_t *stage_dev;
         int64_t stage_cap; /* int32 units of each */

@@ -245,6 +245,56 @@ static void test_cuda_gemm_auto_path(void)
     weights_free(&w);
 }
 
+/* A decode step (ex->tune) times cuBLASLt's kernels for a new 16-bit shape and keeps
+ * the fastest: its C is within fp32 summation order of cublasGemmEx's
+ * ($TMRUN_GEMM_TUNE=0), the same bits at every later call, with and without
+ * accumulate, and the chosen kernel serves the shape when tune is off too. */
+static void test_cuda_gemm_tuned(void)
+{
+    cu_weights w;
+    if (!weights_make(&w, 1536, 2048, 2048, TM_BF16, 71)) {
+        weights_free(&w);
+        return;
+    }
+    const int64_t m_max = 64;
+    size_t c_bytes = (size_t)(m_max * w.n) * 4;
+    float *a = malloc((size_t)(m_max * w.k) * 4), *c0 = malloc(c_bytes), *ref = malloc(c_bytes);
+    float *got = malloc(c_bytes), *again = malloc(c_bytes);
+    tt_fill_random(a, (long)(m_max * w.k), 72);
+    tt_fill_random(c0, (long)(m_max * w.n), 73);
+    void *a16 = to_dtype(a, m_max * w.k, TM_BF16);
+    void *da = cu_upload(a16, (size_t)(m_max * w.k) * 2), *dc = cu_upload(NULL, c_bytes);
+    tmi_exec gpu = {.backend = TM_BACKEND_CUDA, .blas = blas};
+    tmi_gemm_args g = {.k = w.k, .n = w.n, .a = da, .a_dtype = TM_BF16, .lda = w.k, .b = w.db, .b_dtype = TM_BF16,
+                       .ldb = w.ldb, .c = dc, .ldc = w.n};
+    static const int64_t ms[] = {2, 8, 64};
+    for (int v = 0; v < 6 && a && c0 && ref && got && again && da && dc; v++) {
+        g.m = ms[v % 3];
+        g.accumulate = v / 3;
+        size_t bytes = (size_t)(g.m * w.n) * 4;
+        setenv("TMRUN_GEMM_TUNE", "0", 1);
+        gpu.tune = 0;
+        int ok = CHECK_STATUS(tmi_cuda_memcpy(dc, c0, bytes, 0), TM_OK) &&
+                 CHECK_STATUS(tmi_gemm_cuda_path(&gpu, &g, TMI_GEMM_PATH_BLAS), TM_OK) && cu_download(ref, dc, bytes);
+        unsetenv("TMRUN_GEMM_TUNE");
+        gpu.tune = 1;
+        ok = ok && CHECK_STATUS(tmi_cuda_memcpy(dc, c0, bytes, 0), TM_OK) &&
+             CHECK_STATUS(tmi_gemm_cuda_path(&gpu, &g, TMI_GEMM_PATH_BLAS), TM_OK) && cu_download(got, dc, bytes);
+        gpu.tune = 0; /* the shape is known now: its kernel runs without tune */
+        ok = ok && CHECK_STATUS(tmi_cuda_memcpy(dc, c0, bytes, 0), TM_OK) &&
+             CHECK_STATUS(tmi_gemm_cuda_path(&gpu, &g, TMI_GEMM_PATH_BLAS), TM_OK) && cu_download(again, dc, bytes);
+        if (!ok) continue;
+        double rel = cu_rel_err(got, ref, g.m, w.n, w.n);
+        if (!CHECK(rel < 1e-5) || !CHECK(memcmp(got, again, bytes) == 0))
+            fprintf(stderr, "  tuned m=%lld accumulate=%d: rel %.3g to cublasGemmEx, repeat %s\n", (long long)g.m,
+                    g.accumulate, rel, memcmp(got, again, bytes) ? "DIFFERS" : "same");
+    }
+    tmi_cuda_free(da);
+    tmi_cuda_free(dc);
+    free(a), free(a16), free(c0), free(ref), free(got), free(again);
+    weights_free(&w);
+}
+
 static void test_cuda_gemm_args(void)
 {
     tmi_exec gpu = {.backend = TM_BACKEND_CUDA};
@@ -371,6 +421,7 @@ int main(void)
     } else {
         RUN(test_cuda_gemm_args);
         RUN(test_cuda_gemm_auto_path);
+        RUN(test_cuda_gemm_tuned);
         RUN(test_cuda_gemm_shapes);
         RUN(test_cuda_gemm_llama7b);
         for (int kind = 0; kind < N_KINDS; kind++)

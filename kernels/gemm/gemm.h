@@ -25,8 +25,9 @@ typedef struct tmi_gemm_args {
 size_t tmi_gemm_cpu_workspace(int64_t m, int64_t n, int64_t k, int threads);
 tm_status tmi_gemm_cpu(const tmi_exec *ex, const tmi_gemm_args *a);
 
-/* CUDA twin: a, b, bias and c are device pointers; ex->blas is a cuBLAS handle
- * (made by tmi_gemm_cuda_blas_create), ex->stream the stream it runs on.
+/* CUDA twin: a, b, bias and c are device pointers; ex->blas is the GEMM handle
+ * (made by tmi_gemm_cuda_blas_create: cuBLAS, cuBLASLt and the kernels chosen for
+ * decode shapes, gemm_tune_cuda.cu), ex->stream the stream it runs on.
  *
  * Two paths for a 16-bit B:
  *  - m <= the small-m cut (TMI_GEMM_SMALL_M_DEFAULT for an fp32 A,
@@ -35,7 +36,10 @@ tm_status tmi_gemm_cpu(const tmi_exec *ex, const tmi_gemm_args *a);
  *    bandwidth-bound kernel of its own (gemm_small_cuda.cu).  It reads A as given
  *    (fp32 or 16-bit), so it matches the CPU twin to fp32 summation order.  It
  *    needs B 16-byte aligned with ldb a multiple of 8; other B take cuBLAS.
- *  - otherwise cuBLAS.  cuBLAS multiplies equal operand types, so an fp32 A is
+ *  - otherwise cuBLAS: a 16-bit shape with m <= 512 that a decode step (ex->tune)
+ *    brought runs the cuBLASLt kernel timed fastest for it the first time it came
+ *    (gemm_tune_cuda.cu; $TMRUN_GEMM_TUNE=0: never), any other cublasGemmEx.
+ *    cuBLAS multiplies equal operand types, so an fp32 A is
  *    first rounded to B's dtype in the workspace (and differs from the CPU twin
  *    by that rounding); a 16-bit A goes to cuBLAS as it is.
  * An fp32 B is always cuBLAS, in plain fp32 (not TF32).
@@ -67,9 +71,9 @@ tm_status tmi_gemm_cuda_path(const tmi_exec *ex, const tmi_gemm_args *a, tmi_gem
 tm_status tmi_gemm_cuda_time(const tmi_exec *ex, const tmi_gemm_args *args, int n_args, tmi_gemm_path path,
                              int reps, double *median_ms);
 
-/* A cuBLAS handle for ex->blas, and its release (NULL-safe).  _workspace gives the
- * handle device memory of the caller's for its scratch (cublasSetWorkspace), so
- * that it never allocates while a stream is captured into a CUDA graph. */
+/* The handle for ex->blas, and its release (NULL-safe).  _workspace gives the
+ * handle device memory of the caller's for cuBLAS's and cuBLASLt's scratch, so that
+ * they never allocate while a stream is captured into a CUDA graph. */
 tm_status tmi_gemm_cuda_blas_create(void **blas);
 tm_status tmi_gemm_cuda_blas_workspace(void *blas, void *workspace, size_t bytes);
 void tmi_gemm_cuda_blas_destroy(void *blas);

@@ -20,6 +20,7 @@
 extern "C" {
 #include "gemm.h"
 #include "gemm_small.h"
+#include "gemm_tune.h"
 }
 
 namespace {
@@ -140,8 +141,9 @@ tm_status small_m_cut(tm_dtype a_dtype, int *cut)
 // A x B into C (beta = accumulate), an fp32 A rounded first when B is 16-bit.
 tm_status gemm_blas(const tmi_exec *ex, const tmi_gemm_args *a, cudaStream_t stream)
 {
-    if (!ex->blas) return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: ex->blas must be a cuBLAS handle");
-    cublasHandle_t h = static_cast<cublasHandle_t>(ex->blas);
+    if (!ex->blas) return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: ex->blas must come from tmi_gemm_cuda_blas_create");
+    tmi_gemm_handle *gh = static_cast<tmi_gemm_handle *>(ex->blas);
+    cublasHandle_t h = static_cast<cublasHandle_t>(tmi_gemm_handle_blas(gh));
     cublasStatus_t bs = cublasSetStream(h, stream);
     if (bs != CUBLAS_STATUS_SUCCESS) return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: cublasSetStream: %s", blas_status_name(bs));
     const void *aop = a->a;
@@ -165,6 +167,11 @@ tm_status gemm_blas(const tmi_exec *ex, const tmi_gemm_args *a, cudaStream_t str
         aop = ex->workspace;
         lda = a->k;
     }
+    int tuned = tmi_gemm_tuned_run(gh, a, aop, lda, stream, ex->tune);
+    if (tuned < 0)
+        return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: cublasLtMatmul(m %lld, n %lld, k %lld) failed", (long long)a->m,
+                        (long long)a->n, (long long)a->k);
+    if (tuned) return TM_OK;
     const float alpha = 1.0f, beta = a->accumulate ? 1.0f : 0.0f;
     bs = cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, (int)a->n, (int)a->m, (int)a->k, &alpha, a->b, type, (int)a->ldb,
                       aop, type, (int)lda, &beta, a->c, CUDA_R_32F, (int)a->ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
@@ -186,25 +193,19 @@ extern "C" size_t tmi_gemm_cuda_workspace(int64_t m, int64_t k, tm_dtype b_dtype
 extern "C" tm_status tmi_gemm_cuda_blas_create(void **blas)
 {
     if (!blas) return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: blas must not be NULL");
-    cublasHandle_t h = NULL;
-    cublasStatus_t s = cublasCreate(&h);
-    if (s != CUBLAS_STATUS_SUCCESS) return tmi_fail(TM_ERR_DEVICE, "cublasCreate: %s", blas_status_name(s));
-    *blas = h;
-    return TM_OK;
+    tmi_gemm_handle *h = NULL;
+    tm_status st = tmi_gemm_handle_create(&h);
+    *blas = st == TM_OK ? h : NULL;
+    return st;
 }
 
 extern "C" tm_status tmi_gemm_cuda_blas_workspace(void *blas, void *workspace, size_t bytes)
 {
     if (!blas || !workspace) return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: blas and workspace must not be NULL");
-    cublasStatus_t s = cublasSetWorkspace(static_cast<cublasHandle_t>(blas), workspace, bytes);
-    if (s != CUBLAS_STATUS_SUCCESS) return tmi_fail(TM_ERR_DEVICE, "cublasSetWorkspace: %s", blas_status_name(s));
-    return TM_OK;
+    return tmi_gemm_handle_workspace(static_cast<tmi_gemm_handle *>(blas), workspace, bytes);
 }
 
-extern "C" void tmi_gemm_cuda_blas_destroy(void *blas)
-{
-    if (blas) cublasDestroy(static_cast<cublasHandle_t>(blas));
-}
+extern "C" void tmi_gemm_cuda_blas_destroy(void *blas) { tmi_gemm_handle_destroy(static_cast<tmi_gemm_handle *>(blas)); }
 
 extern "C" tm_status tmi_gemm_cuda_path(const tmi_exec *ex, const tmi_gemm_args *a, tmi_gemm_path path)
 {
