@@ -49,6 +49,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "../pdl_cuda.h"
+
 extern "C" {
 #include "gemm_small.h"
 }
@@ -237,9 +239,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks(M)) small_m_kernel(small_
     constexpr int kRingU4 = S * U * kThreads, kRedU4 = kWarps * kTileN / 4;
     __shared__ uint4 ring[kRingU4 > kRedU4 ? kRingU4 : kRedU4]; // [S][U][kThreads] B pieces; then the sums
     __shared__ __align__(16) float as[2][kChunk * M];            // A chunks, [kChunk][M] fp32 each
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;"); // the reduce may launch now; it waits for us to finish
-#endif
+    tmi_pdl_trigger(); // the reduce may launch now; it waits for us to finish
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, split = blockIdx.y;
     const int64_t col = (int64_t)blockIdx.x * kTileN + lane * 8;
     const int64_t k0 = (int64_t)p.k * split / p.splits, k1 = (int64_t)p.k * (split + 1) / p.splits;
@@ -258,12 +258,10 @@ __global__ void __launch_bounds__(kThreads, min_blocks(M)) small_m_kernel(small_
     // steps are numbered i = 0, 1, ... over the block's rows: rows k0 + (i * 8 + warp) * U + u
 #pragma unroll
     for (int i = 0; i < S; i++) issue_step<U>(mine + i * U * kThreads, bcol, p.ldb, k0 + (i * kWarps + warp) * U, k1, col_bytes);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     // launched as a programmatic dependent (sm_90): B is the weights, so its first
     // steps stream in while the kernel before (which wrote A, and C when
     // accumulating) finishes; this waits for that kernel, a no-op otherwise
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
+    tmi_pdl_wait();
     float ar[a_regs<M>()];
     load_a<M>(ar, p, k0, k1);
     store_a<M>(as[0], ar);
@@ -313,9 +311,7 @@ __global__ void __launch_bounds__(kThreads, min_blocks(M)) small_m_kernel(small_
 // kernel; griddepcontrol.wait returns once the main kernel is done and visible.
 __global__ void small_m_reduce(small_params p)
 {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
+    tmi_pdl_wait();
     const int64_t total = (int64_t)p.m * p.n, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int i = (int)(idx / p.n);
@@ -362,32 +358,6 @@ tm_status choose_splits(small_kernel kern, int tiles, int k, int *splits)
     return TM_OK;
 }
 
-// kern<<<grid, threads>>>(p) as a programmatic dependent launch where the device
-// has it (sm_90), else an ordinary one.  The kernel must griddepcontrol.wait before
-// it reads what the kernel before it in the stream wrote.
-cudaError_t launch_dependent(small_kernel kern, dim3 grid, int threads, const small_params &p, cudaStream_t stream)
-{
-    int dev = 0, major = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    if (e != cudaSuccess) return e;
-    if (major < 9) {
-        kern<<<grid, threads, 0, stream>>>(p);
-        return cudaGetLastError();
-    }
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr.val.programmaticStreamSerializationAllowed = 1;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = dim3(threads);
-    cfg.stream = stream;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    e = cudaLaunchKernelEx(&cfg, kern, p);
-    return e != cudaSuccess ? e : cudaGetLastError();
-}
-
 } // namespace
 
 extern "C" int tmi_gemm_small_fits(const tmi_gemm_args *a)
@@ -422,12 +392,12 @@ extern "C" tm_status tmi_gemm_small_run(const tmi_exec *ex, const tmi_gemm_args 
         p.part = static_cast<float *>(ex->workspace);
     }
     cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
-    cudaError_t e = launch_dependent(kern, dim3((unsigned)tiles, (unsigned)splits), kThreads, p, stream);
+    cudaError_t e = tmi_launch_pdl(kern, dim3((unsigned)tiles, (unsigned)splits), kThreads, 0, stream, p);
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: small-m launch failed: %s", cudaGetErrorString(e));
     if (splits > 1) {
         int64_t total = a->m * a->n, blocks = (total + kReduceThreads - 1) / kReduceThreads;
-        if ((e = launch_dependent(small_m_reduce, dim3((unsigned)(blocks < 4096 ? blocks : 4096)), kReduceThreads, p,
-                                  stream)) != cudaSuccess)
+        if ((e = tmi_launch_pdl(small_m_reduce, dim3((unsigned)(blocks < 4096 ? blocks : 4096)), kReduceThreads, 0,
+                                stream, p)) != cudaSuccess)
             return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: small-m reduce launch failed: %s", cudaGetErrorString(e));
     }
     return TM_OK;

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include "../pdl_cuda.h"
+#include "../vec_cuda.h"
 
 extern "C" {
 #include "rmsnorm.h"
@@ -45,65 +46,56 @@ __device__ float warp_sum(float v)
     return v;
 }
 
+constexpr int kMaxVecThreads = 1024; // the float4 kernel's largest block
+constexpr int kMaxWarps = kMaxVecThreads / 32;
+
+// 1 / sqrt(mean + eps) of a row whose squares this thread summed into ss, for the
+// whole block (partial: [kMaxWarps] shared scratch); ends behind a barrier, and the
+// caller must pass one more before partial is used again.
+__device__ float block_rms_scale(float ss, int64_t d, float eps, float *partial)
+{
+    __shared__ float scale;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    ss = warp_sum(ss);
+    if (lane == 0) partial[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+        float t = warp_sum(lane < n_warps ? partial[lane] : 0.0f);
+        if (lane == 0) scale = 1.0f / sqrtf(t / static_cast<float>(d) + eps);
+    }
+    __syncthreads();
+    return scale;
+}
+
 // blockDim.x is a multiple of 32, at most kMaxThreads.
 template <class W, class O>
 __global__ void rmsnorm_kernel(int64_t n, int64_t d, const float *x, int64_t ldx, const void *w, float eps,
                                O *out, int64_t ldo)
 {
-    __shared__ float partial[kMaxThreads / 32];
-    __shared__ float scale;
+    __shared__ float partial[kMaxWarps];
     tmi_pdl_trigger(); // the GEMM after it may start streaming its weights
     tmi_pdl_wait();    // x is the kernel before's
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
     for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
         const float *xr = x + row * ldx; // [d]
         float ss = 0.0f;
         for (int64_t j = threadIdx.x; j < d; j += blockDim.x) ss += xr[j] * xr[j];
-        ss = warp_sum(ss);
-        if (lane == 0) partial[warp] = ss;
-        __syncthreads();
-        if (warp == 0) {
-            float v = warp_sum(lane < n_warps ? partial[lane] : 0.0f);
-            if (lane == 0) scale = 1.0f / sqrtf(v / static_cast<float>(d) + eps);
-        }
-        __syncthreads();
-        const float r = scale;
+        const float r = block_rms_scale(ss, d, eps, partial);
         O *orow = out + row * ldo; // [d], may be xr (fp32): every read of xr is behind the barrier
         for (int64_t j = threadIdx.x; j < d; j += blockDim.x) store(orow + j, W::get(w, j) * (xr[j] * r));
         __syncthreads(); // partial and scale are reused by the next row
     }
 }
 
-__device__ inline void store4(float *p, float a, float b, float c, float d)
-{
-    *reinterpret_cast<float4 *>(p) = make_float4(a, b, c, d);
-}
-__device__ inline void store4(__half *p, float a, float b, float c, float d)
-{
-    __half2 *q = reinterpret_cast<__half2 *>(p);
-    q[0] = __floats2half2_rn(a, b);
-    q[1] = __floats2half2_rn(c, d);
-}
-__device__ inline void store4(__nv_bfloat16 *p, float a, float b, float c, float d)
-{
-    __nv_bfloat162 *q = reinterpret_cast<__nv_bfloat162 *>(p);
-    q[0] = __floats2bfloat162_rn(a, b);
-    q[1] = __floats2bfloat162_rn(c, d);
-}
-
-constexpr int kMaxVec = 4;           // float4s a thread holds
-constexpr int kMaxVecThreads = 1024;
+constexpr int kMaxVec = 4; // float4s a thread holds
 
 // d % 4 == 0, x and out rows 16-byte aligned (ldx, ldo multiples of 4), d <= 4 V blockDim.x.
 template <class W, class O, int V>
 __global__ void rmsnorm_vec_kernel(int64_t n, int64_t d, const float *x, int64_t ldx, const void *w, float eps,
                                    O *out, int64_t ldo)
 {
-    __shared__ float partial[kMaxVecThreads / 32];
-    __shared__ float scale;
+    __shared__ float partial[kMaxWarps];
     tmi_pdl_trigger(); // the GEMM after it may start streaming its weights
     tmi_pdl_wait();    // x is the kernel before's
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
     const int64_t d4 = d / 4;
     for (int64_t row = blockIdx.x; row < n; row += gridDim.x) {
         const float4 *xr = reinterpret_cast<const float4 *>(x + row * ldx); // [d / 4]
@@ -115,22 +107,14 @@ __global__ void rmsnorm_vec_kernel(int64_t n, int64_t d, const float *x, int64_t
             v[k] = j < d4 ? xr[j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
         }
-        ss = warp_sum(ss);
-        if (lane == 0) partial[warp] = ss;
-        __syncthreads();
-        if (warp == 0) {
-            float t = warp_sum(lane < n_warps ? partial[lane] : 0.0f);
-            if (lane == 0) scale = 1.0f / sqrtf(t / static_cast<float>(d) + eps);
-        }
-        __syncthreads();
-        const float r = scale;
+        const float r = block_rms_scale(ss, d, eps, partial);
         O *orow = out + row * ldo; // may be x's row (fp32): every read of it is in v
 #pragma unroll
         for (int k = 0; k < V; k++) {
             const int64_t j = threadIdx.x + (int64_t)k * blockDim.x, e = 4 * j;
             if (j < d4)
-                store4(orow + e, W::get(w, e) * (v[k].x * r), W::get(w, e + 1) * (v[k].y * r),
-                       W::get(w, e + 2) * (v[k].z * r), W::get(w, e + 3) * (v[k].w * r));
+                tmi_store4(orow + e, make_float4(W::get(w, e) * (v[k].x * r), W::get(w, e + 1) * (v[k].y * r),
+                                                 W::get(w, e + 2) * (v[k].z * r), W::get(w, e + 3) * (v[k].w * r)));
         }
         __syncthreads(); // partial and scale are reused by the next row
     }

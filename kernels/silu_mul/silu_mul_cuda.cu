@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include "../pdl_cuda.h"
+#include "../vec_cuda.h"
 
 extern "C" {
 #include "silu_mul.h"
@@ -37,20 +38,6 @@ __global__ void silu_mul_kernel(int64_t n, int64_t d, const float *gate, int64_t
     }
 }
 
-__device__ inline void store4(float *p, float4 v) { *reinterpret_cast<float4 *>(p) = v; }
-__device__ inline void store4(__half *p, float4 v)
-{
-    __half2 *q = reinterpret_cast<__half2 *>(p);
-    q[0] = __floats2half2_rn(v.x, v.y);
-    q[1] = __floats2half2_rn(v.z, v.w);
-}
-__device__ inline void store4(__nv_bfloat16 *p, float4 v)
-{
-    __nv_bfloat162 *q = reinterpret_cast<__nv_bfloat162 *>(p);
-    q[0] = __floats2bfloat162_rn(v.x, v.y);
-    q[1] = __floats2bfloat162_rn(v.z, v.w);
-}
-
 // Four consecutive elements a thread, as float4s: d, ldg, ldu, ldo multiples of 4,
 // the three buffers 16-byte aligned.  The same arithmetic as silu_mul_kernel.
 template <class O>
@@ -64,7 +51,7 @@ __global__ void silu_mul_vec_kernel(int64_t n, int64_t d, const float *gate, int
         const int64_t i = idx / d4, j = 4 * (idx - i * d4);
         const float4 g = *reinterpret_cast<const float4 *>(gate + i * ldg + j);
         const float4 u = *reinterpret_cast<const float4 *>(up + i * ldu + j);
-        store4(out + i * ldo + j,
+        tmi_store4(out + i * ldo + j,
                make_float4(silu_times(g.x, u.x), silu_times(g.y, u.y), silu_times(g.z, u.z), silu_times(g.w, u.w)));
     }
 }
