@@ -36,7 +36,7 @@ tm_status tmi_gemm_cpu(const tmi_exec *ex, const tmi_gemm_args *a);
  *    bandwidth-bound kernel of its own (gemm_small_cuda.cu).  It reads A as given
  *    (fp32 or 16-bit), so it matches the CPU twin to fp32 summation order.  It
  *    needs B 16-byte aligned with ldb a multiple of 8; other B take cuBLAS.
- *  - otherwise cuBLAS: a 16-bit shape with m <= 512 that a decode step (ex->tune)
+ *  - otherwise cuBLAS: a 16-bit shape with m a power of two <= 512 that a decode step (ex->tune)
  *    brought runs the cuBLASLt kernel timed fastest for it the first time it came
  *    (gemm_tune_cuda.cu; $TMRUN_GEMM_TUNE=0: never), any other cublasGemmEx.
  *    cuBLAS multiplies equal operand types, so an fp32 A is

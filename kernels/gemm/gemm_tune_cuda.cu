@@ -10,8 +10,11 @@
 // operands, writing into a scratch copy of C, and the fastest is kept for the shape:
 // every later call of that shape, eager or captured, runs it.  A shape first seen
 // while a stream is being captured, or past kMaxShapes, keeps cublasGemmEx.  The
-// timing costs a few milliseconds per shape, once per process: the first step of
-// each new batch size.
+// timing stalls its step by a few milliseconds a shape (some 25 ms for a 7B step's
+// five), so only m that are powers of two are timed: a server's batch takes every
+// size from 1 to max_batch as requests come and go, and timing each would stall the
+// first step of each (the benchmark's first tokens showed it at batch 128 and 256,
+// where requests joined over several steps).  Other m keep cublasGemmEx.
 //
 // Different kernels sum k in different orders, so a shape's result can change in
 // the last bits from one process to the next (the choice is by timing); within a
@@ -213,7 +216,7 @@ extern "C" int tmi_gemm_tuned_run(tmi_gemm_handle *h, const tmi_gemm_args *g, co
     }
     if (!s) {
         cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-        if (!tune || h->n_shapes >= kMaxShapes || cudaStreamIsCapturing(stream, &cap) != cudaSuccess ||
+        if (!tune || (g->m & (g->m - 1)) || h->n_shapes >= kMaxShapes || cudaStreamIsCapturing(stream, &cap) != cudaSuccess ||
             cap != cudaStreamCaptureStatusNone) {
             cudaGetLastError();
             return 0;
