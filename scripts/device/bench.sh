@@ -8,7 +8,10 @@
 #   scripts/device/bench.sh run                   there, carry [".dev/gpu.txz"]; results under $OUT
 #
 # Environment: NEW_TOKENS (256), BATCHES (1,16,64,128,256), HF_SECONDS (the HF
-# script's --max-seconds, 300), HF_FIRST (its --first order).
+# script's --max-seconds, 300), HF_FIRST (its --first order), HF_BATCHES (BATCHES),
+# HF_MODES (eager,static); CHECKS=0, PROFILE=0, MEMORY=0 leave those parts out.
+# The device tool brings back at most 8 files from $OUT: the small ones go into
+# logs.tgz at the end, and tmrun.txt, hf.txt, bandwidth.txt, memory.txt stay as they are.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-.dev/bench-out}
@@ -21,10 +24,11 @@ BATCHES=${BATCHES:-1,16,64,128,256}
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 
+rc_fwd=skipped rc_rand=skipped rc_eng=skipped
+if [ "${CHECKS:-1}" != 0 ]; then
 echo "== checks: the CUDA forward against the goldens, random model CUDA = CPU, the engine's C test"
 $T scripts/device/gpu_forward.lua > "$OUT/gpu_forward.txt" 2>&1; rc_fwd=$?
 tail -n 25 "$OUT/gpu_forward.txt"
-rc_rand=skipped
 if [ -x .dev/gpu/test_model_random ]; then
   TMRUN_TEST_BACKEND=cuda .dev/gpu/test_model_random > "$OUT/test_model_random.txt" 2>&1; rc_rand=$?
   tail -n 5 "$OUT/test_model_random.txt"
@@ -32,6 +36,7 @@ fi
 TMRUN_TEST_BACKEND=cuda .dev/gpu/test_engine > "$OUT/test_engine.txt" 2>&1; rc_eng=$?
 tail -n 2 "$OUT/test_engine.txt"
 for t in cutest_rmsnorm cutest_silu_mul; do [ -x .dev/gpu/$t ] && .dev/gpu/$t 2>&1 | tail -n 2; done
+fi
 
 echo "== the read bandwidth of this GPU (a 4 GiB device copy: bytes read + written over time)"
 python3 - <<'EOF' | tee "$OUT/bandwidth.txt"
@@ -59,15 +64,21 @@ if [ "$rc_tm" -ne 0 ]; then
   exit 1
 fi
 
-echo "== tmrun per-op time at batch 1 and 64 (profiled: a sync a step, so not the throughput numbers)"
+if [ "${PROFILE:-1}" != 0 ]; then
+echo "== tmrun per-op time at batch 1 and 64 (eager steps, CUDA events between ops: host gaps included)"
 $T scripts/bench_throughput.lua --random-weights llama2-7b --backend cuda --batches 1,64 --output 64 --profile \
   2>&1 | tee "$OUT/profile.txt" | sed -n '/per-op time/,$p'
+fi
 
+if [ "${MEMORY:-1}" != 0 ]; then
 echo "== tmrun bench_memory (7B, context 2048 / 4096)"
 $T scripts/bench_memory.lua --random-weights llama2-7b --contexts 2048,4096 --batches 1,16,64 2>&1 | tee "$OUT/memory.txt"
+fi
 
 echo "== HF transformers (same scenario)"
-python3 scripts/device/bench_hf.py --batch "$BATCHES" --new-tokens "$NEW" --max-seconds "${HF_SECONDS:-300}" \
+python3 scripts/device/bench_hf.py --batch "${HF_BATCHES:-$BATCHES}" --modes "${HF_MODES:-eager,static}" --new-tokens "$NEW" --max-seconds "${HF_SECONDS:-300}" \
   ${HF_FIRST:+--first "$HF_FIRST"} --json "$OUT/hf.json" 2>&1 | tee "$OUT/hf.txt" | grep -v "^  " | tail -n 30
 
 echo "checks: gpu_forward rc=$rc_fwd test_model_random rc=$rc_rand test_engine rc=$rc_eng"
+cd "$OUT" && small=$(ls | grep -vE '^(tmrun.txt|hf.txt|bandwidth.txt|memory.txt|logs.tgz|cutest-logs.tgz)$') &&
+  [ -n "$small" ] && tar czf logs.tgz $small && rm -f $small
