@@ -365,8 +365,7 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
     if ((s = step_freqs(m, fb, b))) return s;
     if (fb->on_device) { /* ids, positions, logit rows, block tables, RoPE freqs: one copy */
         int graph = tmi_fwd_graph_wanted(fb, b);
-        ex.tune = b->n_tok == b->n_seq; /* a decode step: its GEMM shapes come back every step */
-        for (int32_t sq = 0; sq < b->n_seq && ex.tune; sq++) ex.tune = b->seqs[sq].q_len == 1;
+        ex.tune = tmi_batch_is_decode(b); /* its GEMM shapes come back every step */
         fb->dev.plan_kv_len = tmi_fwd_plan_kv_len(fb, b);
         if ((s = tmi_fwd_dev_stage(m, fb, b, cache.block_len, graph))) return s;
         tmi_prof_mark(fb->prof, TMI_PROF_STAGE);

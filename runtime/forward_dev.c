@@ -105,21 +105,6 @@ static tm_status stage_reserve(tmi_fwd_buffers *fb, int64_t ints)
     return TM_OK;
 }
 
-/* meta at fixed offsets: sequence s's block ids at s x max_blocks. */
-static void meta_fill_fixed(int32_t *dst, const tmi_batch *b, int32_t block_len, int64_t max_blocks)
-{
-    int32_t *ids = dst + 4 * (int64_t)b->n_seq;
-    for (int32_t s = 0; s < b->n_seq; s++) {
-        const tmi_attn_seq *sq = &b->seqs[s];
-        int64_t nb = sq->kv_len > 0 ? ((int64_t)sq->kv_len + block_len - 1) / block_len : 0;
-        dst[4 * s + 0] = sq->q_start;
-        dst[4 * s + 1] = sq->q_len;
-        dst[4 * s + 2] = sq->kv_len;
-        dst[4 * s + 3] = (int32_t)(s * max_blocks);
-        if (nb) memcpy(ids + s * max_blocks, sq->block_table, (size_t)nb * sizeof(int32_t));
-    }
-}
-
 tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, int32_t block_len,
                             int fixed)
 {
@@ -135,8 +120,7 @@ tm_status tmi_fwd_dev_stage(const tm_model *m, tmi_fwd_buffers *fb, const tmi_ba
     memcpy(st, b->tokens, (size_t)n * 4);
     memcpy(st + o_pos, fb->pos, (size_t)n * 4);
     if (b->n_logits) memcpy(st + o_rows, b->logit_rows, (size_t)b->n_logits * 4);
-    if (fixed) meta_fill_fixed(st + o_meta, b, block_len, max_blocks);
-    else tmi_kv_meta_fill(st + o_meta, b->seqs, b->n_seq, block_len);
+    tmi_kv_meta_fill_strided(st + o_meta, b->seqs, b->n_seq, block_len, fixed ? max_blocks : 0);
     memcpy(st + o_freq, fb->inv_freq, (size_t)(half * fb->n_freq) * sizeof(float));
     fb->dev.tokens = dv;
     fb->dev.pos = dv + o_pos;

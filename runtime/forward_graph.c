@@ -51,13 +51,18 @@ int32_t tmi_fwd_plan_kv_len(const tmi_fwd_buffers *fb, const tmi_batch *b)
     return plan < fb->max_kv_len ? (int32_t)plan : fb->max_kv_len;
 }
 
-int tmi_fwd_graph_wanted(const tmi_fwd_buffers *fb, const tmi_batch *b)
+int tmi_batch_is_decode(const tmi_batch *b)
 {
-    if (!fb->on_device || !fb->dev.graphs_on || fb->prof || fb->observer || !fb->shared_freq) return 0;
-    if (b->n_tok != b->n_seq || b->n_tok > TMI_GRAPH_MAX_ROWS) return 0;
+    if (b->n_tok != b->n_seq) return 0;
     for (int32_t s = 0; s < b->n_seq; s++)
         if (b->seqs[s].q_len != 1) return 0;
     return 1;
+}
+
+int tmi_fwd_graph_wanted(const tmi_fwd_buffers *fb, const tmi_batch *b)
+{
+    if (!fb->on_device || !fb->dev.graphs_on || fb->prof || fb->observer || !fb->shared_freq) return 0;
+    return b->n_tok <= TMI_GRAPH_MAX_ROWS && tmi_batch_is_decode(b);
 }
 
 #ifdef TMRUN_HAVE_CUDA

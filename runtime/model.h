@@ -200,7 +200,8 @@ tm_status tmi_forward(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b
 tm_status tmi_forward_layers(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache,
                              const tmi_exec *ex);
 
-/* forward_graph.c: CUDA graphs of decode steps. */
+/* forward_graph.c: CUDA graphs of decode steps.  A decode step: every sequence adds one row. */
+int tmi_batch_is_decode(const tmi_batch *b);
 int32_t tmi_fwd_plan_kv_len(const tmi_fwd_buffers *fb, const tmi_batch *b);
 int tmi_fwd_graph_wanted(const tmi_fwd_buffers *fb, const tmi_batch *b);
 tm_status tmi_fwd_graph_step(const tm_model *m, tmi_fwd_buffers *fb, const tmi_batch *b, tmi_kv_cache cache,

@@ -85,10 +85,7 @@ bool vector_layout(const tmi_kv_cache *c)
 // lets one block's stores reach rows another block has not read yet.
 bool out_overlaps_q(const tmi_attention_args *a)
 {
-    int64_t n_tok = 0;
-    for (int32_t s = 0; s < a->n_seq; s++)
-        if (a->seqs[s].q_len > 0 && a->seqs[s].q_start + (int64_t)a->seqs[s].q_len > n_tok)
-            n_tok = a->seqs[s].q_start + (int64_t)a->seqs[s].q_len;
+    const int64_t n_tok = tmi_kv_batch_rows(a->seqs, a->n_seq);
     if (a->out_dtype == TM_F32 && a->ldo == a->ldq && a->out == (const void *)a->q) return false;
     const char *q0 = (const char *)a->q, *q1 = q0 + n_tok * a->ldq * 4;
     const char *o0 = (const char *)a->out, *o1 = o0 + n_tok * a->ldo * (int64_t)(a->out_dtype == TM_F32 ? 4 : 2);

@@ -90,6 +90,16 @@ static inline tm_status tmi_kv_check_seqs(const char *op, const tmi_attn_seq *se
     return TM_OK;
 }
 
+/* The rows of q / k / v a batch's sequences reach: the end of the furthest non-empty one. */
+static inline int64_t tmi_kv_batch_rows(const tmi_attn_seq *seqs, int32_t n_seq)
+{
+    int64_t rows = 0;
+    for (int32_t s = 0; s < n_seq; s++)
+        if (seqs[s].q_len > 0 && seqs[s].q_start + (int64_t)seqs[s].q_len > rows)
+            rows = seqs[s].q_start + (int64_t)seqs[s].q_len;
+    return rows;
+}
+
 /* The batch metadata the CUDA ops read, as paged_kv_cuda.h documents it:
  *   int32 meta[n_seq][4]  {q_start, q_len, kv_len, index in ids of the sequence's first block id}
  *   int32 ids[]           every sequence's block table (ceil(kv_len / block_len) ids), in order.
@@ -105,8 +115,12 @@ static inline size_t tmi_kv_meta_ints(const tmi_attn_seq *seqs, int32_t n_seq, i
     return n;
 }
 
-/* Writes tmi_kv_meta_ints(seqs, n_seq, block_len) ints to dst. */
-static inline void tmi_kv_meta_fill(int32_t *dst, const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len)
+/* Writes the metadata to dst: the block tables back to back (stride 0, then
+ * tmi_kv_meta_ints ints), or sequence s's at s * stride (stride >= every table's
+ * length; 4 * n_seq + n_seq * stride ints, the gaps left as they were), a layout whose
+ * offsets depend on n_seq alone, as a replayed CUDA graph needs them. */
+static inline void tmi_kv_meta_fill_strided(int32_t *dst, const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len,
+                                            int64_t stride)
 {
     if (n_seq <= 0 || !seqs || block_len <= 0) return;
     int32_t *ids = dst + 4 * (size_t)n_seq;
@@ -114,6 +128,7 @@ static inline void tmi_kv_meta_fill(int32_t *dst, const tmi_attn_seq *seqs, int3
     for (int32_t s = 0; s < n_seq; s++) {
         const tmi_attn_seq *sq = &seqs[s];
         int64_t nb = sq->kv_len > 0 ? ((int64_t)sq->kv_len + block_len - 1) / block_len : 0;
+        if (stride) off = s * stride;
         dst[4 * s + 0] = sq->q_start;
         dst[4 * s + 1] = sq->q_len;
         dst[4 * s + 2] = sq->kv_len;
@@ -121,6 +136,12 @@ static inline void tmi_kv_meta_fill(int32_t *dst, const tmi_attn_seq *seqs, int3
         if (nb) memcpy(ids + off, sq->block_table, (size_t)nb * sizeof(int32_t));
         off += nb;
     }
+}
+
+/* Writes tmi_kv_meta_ints(seqs, n_seq, block_len) ints to dst (packed). */
+static inline void tmi_kv_meta_fill(int32_t *dst, const tmi_attn_seq *seqs, int32_t n_seq, int32_t block_len)
+{
+    tmi_kv_meta_fill_strided(dst, seqs, n_seq, block_len, 0);
 }
 
 #endif

@@ -335,7 +335,8 @@ static void test_attention_out_dtype(void)
     }
 }
 
-/* tmi_kv_meta_fill: meta[n_seq][4] then the block tables back to back. */
+/* tmi_kv_meta_fill: meta[n_seq][4] then the block tables back to back; strided, each
+ * table at a fixed offset. */
 static void test_kv_meta_layout(void)
 {
     int32_t t0[3] = {7, 2, 9}, t2[1] = {4};
@@ -350,6 +351,13 @@ static void test_kv_meta_layout(void)
     const int32_t want[16] = {0, 1, 33, 0, 1, 0, 0, 3, 1, 5, 5, 3, 7, 2, 9, 4};
     CHECK(memcmp(buf, want, sizeof want) == 0);
     CHECK(buf[16] == -77);
+    /* strided (a graph's fixed layout): sequence s's table at s * 4, the gaps untouched */
+    int32_t fixed[12 + 12 + 1];
+    for (int i = 0; i < 25; i++) fixed[i] = -1;
+    tmi_kv_meta_fill_strided(fixed, seqs, 3, 16, 4);
+    const int32_t want_fixed[24] = {0, 1, 33, 0, 1, 0, 0, 4, 1, 5, 5, 8, 7, 2, 9, -1, -1, -1, -1, -1, 4, -1, -1, -1};
+    CHECK(memcmp(fixed, want_fixed, sizeof want_fixed) == 0);
+    CHECK(fixed[24] == -1);
 }
 
 int main(void)

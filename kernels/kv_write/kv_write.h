@@ -25,8 +25,8 @@ typedef struct tmi_kv_write_args {
                                  heads (the queries) come out rotated too; n_tok is the batch's rows */
 } tmi_kv_write_args;
 
-/* The rope argument's rule above; op names the caller in the message. */
-tm_status tmi_kv_write_check_rope(const char *op, const tmi_kv_write_args *a, int64_t n_tok);
+/* The rope argument's rule above (checked seqs); op names the caller in the message. */
+tm_status tmi_kv_write_check_rope(const char *op, const tmi_kv_write_args *a);
 
 tm_status tmi_kv_write_cpu(const tmi_exec *ex, const tmi_kv_write_args *a);
 /* CUDA twin: k, v, cache.base, cache.qparams (static quantized KV) and the rope

@@ -81,16 +81,13 @@ tm_status tmi_kv_write_cpu(const tmi_exec *ex, const tmi_kv_write_args *a)
     if (a->ldk < width || a->ldv < width)
         return tmi_fail(TM_ERR_INVALID_ARG, "kv_write: ldk and ldv must be >= n_kv_head * head_dim (%lld), got %lld, %lld",
                         (long long)width, (long long)a->ldk, (long long)a->ldv);
-    int64_t n_tok = 0;
-    for (int32_t s = 0; s < a->n_seq; s++)
-        if (a->seqs[s].q_start + (int64_t)a->seqs[s].q_len > n_tok) n_tok = a->seqs[s].q_start + a->seqs[s].q_len;
-    if ((st = tmi_kv_write_check_rope("kv_write", a, n_tok)) != TM_OK) return st;
+    if ((st = tmi_kv_write_check_rope("kv_write", a)) != TM_OK) return st;
     if (a->rope && (st = tmi_rope_cpu(ex, a->rope)) != TM_OK) return st;
     tmi_pool_run(ex->pool, kv_write_task, (void *)a, a->n_seq);
     return TM_OK;
 }
 
-tm_status tmi_kv_write_check_rope(const char *op, const tmi_kv_write_args *a, int64_t n_tok)
+tm_status tmi_kv_write_check_rope(const char *op, const tmi_kv_write_args *a)
 {
     const tmi_rope_args *r = a->rope;
     if (!r) return TM_OK;
@@ -101,8 +98,9 @@ tm_status tmi_kv_write_check_rope(const char *op, const tmi_kv_write_args *a, in
                         "%s: rope's last n_kv_head (%d) heads must be k (even head_dim %d, ld %lld), got %d heads of %d, "
                         "ld %lld",
                         op, c->n_kv_head, c->head_dim, (long long)a->ldk, r->n_head, r->head_dim, (long long)r->ld);
-    if (r->n_tok != n_tok)
-        return tmi_fail(TM_ERR_INVALID_ARG, "%s: rope must cover the batch's %lld rows, got %lld", op, (long long)n_tok,
-                        (long long)n_tok);
+    int64_t rows = tmi_kv_batch_rows(a->seqs, a->n_seq);
+    if (r->n_tok != rows)
+        return tmi_fail(TM_ERR_INVALID_ARG, "%s: rope must cover the batch's %lld rows, got %lld", op, (long long)rows,
+                        (long long)r->n_tok);
     return TM_OK;
 }

@@ -226,12 +226,9 @@ extern "C" tm_status tmi_kv_write_cuda(const tmi_exec *ex, const tmi_kv_write_ar
     if (a->n_seq == 0) return TM_OK;
     const tmi_kv_cache *c = &a->cache;
     int32_t max_q_len = 0;
-    int64_t n_tok = 0;
     tm_status st = kv_write_check(a, &max_q_len);
     if (st != TM_OK || max_q_len == 0) return st;
-    for (int32_t s = 0; s < a->n_seq; s++)
-        if (a->seqs[s].q_start + (int64_t)a->seqs[s].q_len > n_tok) n_tok = a->seqs[s].q_start + a->seqs[s].q_len;
-    if ((st = tmi_kv_write_check_rope("kv_write_cuda", a, n_tok)) != TM_OK) return st;
+    if ((st = tmi_kv_write_check_rope("kv_write_cuda", a)) != TM_OK) return st;
     const bool fused = a->rope && !tmi_kv_is_quant(c->dtype);
     if (a->rope && !fused && (st = tmi_rope_cuda(ex, a->rope)) != TM_OK) return st;
     size_t need = a->meta_dev ? 0 : tmi_kv_write_cuda_workspace(a->seqs, a->n_seq, c->block_len);
