@@ -35,7 +35,11 @@ static size_t workspace_bytes(const tm_model *m, int32_t cap_tok, int32_t max_kv
 {
     const tm_model_params *p = &m->p;
     int64_t max_k = p->hidden_size > p->inter_size ? p->hidden_size : p->inter_size;
+    int64_t max_n = qkv_cols(p) > 2 * (int64_t)p->inter_size ? qkv_cols(p) : 2 * (int64_t)p->inter_size;
+    if (p->vocab_size > max_n) max_n = p->vocab_size;
     size_t gemm = tmi_gemm_cuda_workspace(cap_tok, max_k, TM_F16);
+    size_t tune = tmi_gemm_cuda_tune_workspace(cap_tok, max_n); /* the decode GEMMs' timing scratch */
+    if (tune > gemm) gemm = tune;
     size_t attn = tmi_attention_cuda_workspace_bound(cap_tok, cap_tok, max_kv_len, block_len, p->head_num,
                                                      p->size_per_head);
     return gemm > attn ? gemm : attn;

@@ -245,10 +245,10 @@ static void test_cuda_gemm_auto_path(void)
     weights_free(&w);
 }
 
-/* A decode step (ex->tune) times cuBLASLt's kernels for a new 16-bit shape and keeps
- * the fastest: its C is within fp32 summation order of cublasGemmEx's
- * ($TMRUN_GEMM_TUNE=0), the same bits at every later call, with and without
- * accumulate, and the chosen kernel serves the shape when tune is off too. */
+/* A decode step (ex->tune) times cuBLASLt's kernels once for a new 16-bit shape whose
+ * m is a power of two and keeps the fastest: its C is within fp32 summation order of
+ * cublasGemmEx's ($TMRUN_GEMM_TUNE=0), the same bits at every later call, with and
+ * without accumulate, and the chosen kernel serves the shape when tune is off too. */
 static void test_cuda_gemm_tuned(void)
 {
     cu_weights w;
@@ -264,11 +264,13 @@ static void test_cuda_gemm_tuned(void)
     tt_fill_random(c0, (long)(m_max * w.n), 73);
     void *a16 = to_dtype(a, m_max * w.k, TM_BF16);
     void *da = cu_upload(a16, (size_t)(m_max * w.k) * 2), *dc = cu_upload(NULL, c_bytes);
-    tmi_exec gpu = {.backend = TM_BACKEND_CUDA, .blas = blas};
+    void *dws = cu_upload(NULL, c_bytes); /* the timing's scratch C */
+    tmi_exec gpu = {.backend = TM_BACKEND_CUDA, .blas = blas, .workspace = dws, .workspace_bytes = c_bytes};
     tmi_gemm_args g = {.k = w.k, .n = w.n, .a = da, .a_dtype = TM_BF16, .lda = w.k, .b = w.db, .b_dtype = TM_BF16,
                        .ldb = w.ldb, .c = dc, .ldc = w.n};
     static const int64_t ms[] = {2, 8, 64};
-    for (int v = 0; v < 6 && a && c0 && ref && got && again && da && dc; v++) {
+    int start = tmi_gemm_cuda_timed_shapes(blas);
+    for (int v = 0; v < 6 && a && c0 && ref && got && again && da && dc && dws; v++) {
         g.m = ms[v % 3];
         g.accumulate = v / 3;
         size_t bytes = (size_t)(g.m * w.n) * 4;
@@ -278,8 +280,10 @@ static void test_cuda_gemm_tuned(void)
                  CHECK_STATUS(tmi_gemm_cuda_path(&gpu, &g, TMI_GEMM_PATH_BLAS), TM_OK) && cu_download(ref, dc, bytes);
         unsetenv("TMRUN_GEMM_TUNE");
         gpu.tune = 1;
+        int timed = tmi_gemm_cuda_timed_shapes(blas);
         ok = ok && CHECK_STATUS(tmi_cuda_memcpy(dc, c0, bytes, 0), TM_OK) &&
              CHECK_STATUS(tmi_gemm_cuda_path(&gpu, &g, TMI_GEMM_PATH_BLAS), TM_OK) && cu_download(got, dc, bytes);
+        ok = ok && CHECK(tmi_gemm_cuda_timed_shapes(blas) == timed + 1); /* a new shape: timed once */
         gpu.tune = 0; /* the shape is known now: its kernel runs without tune */
         ok = ok && CHECK_STATUS(tmi_cuda_memcpy(dc, c0, bytes, 0), TM_OK) &&
              CHECK_STATUS(tmi_gemm_cuda_path(&gpu, &g, TMI_GEMM_PATH_BLAS), TM_OK) && cu_download(again, dc, bytes);
@@ -289,8 +293,14 @@ static void test_cuda_gemm_tuned(void)
             fprintf(stderr, "  tuned m=%lld accumulate=%d: rel %.3g to cublasGemmEx, repeat %s\n", (long long)g.m,
                     g.accumulate, rel, memcmp(got, again, bytes) ? "DIFFERS" : "same");
     }
+    CHECK(tmi_gemm_cuda_timed_shapes(blas) == start + 6); /* the repeats found their shapes */
+    g.m = 3; /* not a power of two: cublasGemmEx, no timing */
+    gpu.tune = 1;
+    if (da && dc && dws) CHECK_STATUS(tmi_gemm_cuda_path(&gpu, &g, TMI_GEMM_PATH_BLAS), TM_OK);
+    CHECK(tmi_gemm_cuda_timed_shapes(blas) == start + 6);
     tmi_cuda_free(da);
     tmi_cuda_free(dc);
+    tmi_cuda_free(dws);
     free(a), free(a16), free(c0), free(ref), free(got), free(again);
     weights_free(&w);
 }

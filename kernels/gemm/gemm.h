@@ -76,6 +76,12 @@ tm_status tmi_gemm_cuda_time(const tmi_exec *ex, const tmi_gemm_args *args, int 
  * they never allocate while a stream is captured into a CUDA graph. */
 tm_status tmi_gemm_cuda_blas_create(void **blas);
 tm_status tmi_gemm_cuda_blas_workspace(void *blas, void *workspace, size_t bytes);
+/* Workspace bytes that let every decode shape of up to max_m rows and max_n columns
+ * (ldc) be timed: its scratch C.  A smaller workspace only leaves larger shapes to
+ * cublasGemmEx. */
+size_t tmi_gemm_cuda_tune_workspace(int64_t max_m, int64_t max_n);
+/* How many shapes the handle has timed its kernels for (tests). */
+int tmi_gemm_cuda_timed_shapes(const void *blas);
 void tmi_gemm_cuda_blas_destroy(void *blas);
 
 #endif

@@ -167,7 +167,7 @@ tm_status gemm_blas(const tmi_exec *ex, const tmi_gemm_args *a, cudaStream_t str
         aop = ex->workspace;
         lda = a->k;
     }
-    int tuned = tmi_gemm_tuned_run(gh, a, aop, lda, stream, ex->tune);
+    int tuned = tmi_gemm_tuned_run(gh, a, aop, lda, ex);
     if (tuned < 0)
         return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: cublasLtMatmul(m %lld, n %lld, k %lld) failed", (long long)a->m,
                         (long long)a->n, (long long)a->k);

@@ -7,7 +7,8 @@
 // split-k down projection at 3.0.  So the first time a decode step (ex->tune) brings
 // a 16-bit shape with m <= kMaxM outside a graph capture, the candidates cuBLASLt's heuristic offers
 // (kCandidates of them) and cublasGemmEx's own pick are each timed on the real
-// operands, writing into a scratch copy of C, and the fastest is kept for the shape:
+// operands, writing into a scratch copy of C in the caller's workspace (a shape
+// whose C does not fit there is not timed), and the fastest is kept for the shape:
 // every later call of that shape, eager or captured, runs it.  A shape first seen
 // while a stream is being captured, or past kMaxShapes, keeps cublasGemmEx.  The
 // timing stalls its step by a few milliseconds a shape (some 25 ms for a 7B step's
@@ -51,6 +52,7 @@ struct Shape {
 struct tmi_gemm_handle {
     cublasHandle_t blas;
     cublasLtHandle_t lt;
+    cudaEvent_t e0, e1; // the timing's
     void *ws;
     size_t ws_bytes;
     int n_shapes;
@@ -121,9 +123,11 @@ float time_candidate(tmi_gemm_handle *h, const Shape *s, const cublasLtMatmulAlg
     return ms;
 }
 
-// Times the candidates for s (descs made) and sets s->lt / s->algo.  Any failure
-// leaves cublasGemmEx, the safe choice, and clears the error it left.
-void choose(tmi_gemm_handle *h, Shape *s, const void *a, const void *b, const float *c, cudaStream_t stream)
+// Times the candidates for s (descs made) into scratch ([m][ldc] fp32, the caller's
+// workspace) and sets s->lt / s->algo.  Any failure leaves cublasGemmEx, the safe
+// choice, and clears the error it left.
+void choose(tmi_gemm_handle *h, Shape *s, const void *a, const void *b, const float *c, float *scratch,
+            cudaStream_t stream)
 {
     s->lt = 0;
     cublasLtMatmulPreference_t pref = NULL;
@@ -136,28 +140,18 @@ void choose(tmi_gemm_handle *h, Shape *s, const void *a, const void *b, const fl
                                                        res, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS || found <= 0) return;
-    float *scratch = NULL;
-    cudaEvent_t e0 = NULL, e1 = NULL;
-    if (cudaMalloc(reinterpret_cast<void **>(&scratch), (size_t)s->m * s->ldc * sizeof(float)) != cudaSuccess ||
-        cudaEventCreate(&e0) != cudaSuccess || cudaEventCreate(&e1) != cudaSuccess) {
-        cudaGetLastError();
-    } else {
-        float best = time_candidate(h, s, NULL, a, b, c, scratch, e0, e1, stream);
-        for (int i = 0; i < found; i++) {
-            if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
-            float t = time_candidate(h, s, &res[i].algo, a, b, c, scratch, e0, e1, stream);
-            if (t > 0.0f && (best < 0.0f || t < best)) {
-                best = t;
-                s->lt = 1;
-                s->algo = res[i].algo;
-            }
+    float best = time_candidate(h, s, NULL, a, b, c, scratch, h->e0, h->e1, stream);
+    for (int i = 0; i < found; i++) {
+        if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        float t = time_candidate(h, s, &res[i].algo, a, b, c, scratch, h->e0, h->e1, stream);
+        if (t > 0.0f && (best < 0.0f || t < best)) {
+            best = t;
+            s->lt = 1;
+            s->algo = res[i].algo;
         }
-        cudaStreamSynchronize(stream);
-        cudaGetLastError();
     }
-    if (e0) cudaEventDestroy(e0);
-    if (e1) cudaEventDestroy(e1);
-    cudaFree(scratch);
+    cudaStreamSynchronize(stream);
+    cudaGetLastError();
 }
 
 } // namespace
@@ -176,6 +170,13 @@ extern "C" tm_status tmi_gemm_handle_create(tmi_gemm_handle **out)
         free(h);
         return tmi_fail(TM_ERR_DEVICE, "cublasLtCreate failed (status %d)", (int)s);
     }
+    cudaError_t e = cudaEventCreate(&h->e0);
+    if (e == cudaSuccess) e = cudaEventCreate(&h->e1);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        tmi_gemm_handle_destroy(h);
+        return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: cudaEventCreate: %s", cudaGetErrorString(e));
+    }
     *out = h;
     return TM_OK;
 }
@@ -184,6 +185,8 @@ extern "C" void tmi_gemm_handle_destroy(tmi_gemm_handle *h)
 {
     if (!h) return;
     for (int i = 0; i < h->n_shapes; i++) free_shape(&h->shapes[i]);
+    if (h->e0) cudaEventDestroy(h->e0);
+    if (h->e1) cudaEventDestroy(h->e1);
     cublasLtDestroy(h->lt);
     cublasDestroy(h->blas);
     free(h);
@@ -200,10 +203,23 @@ extern "C" tm_status tmi_gemm_handle_workspace(tmi_gemm_handle *h, void *ws, siz
 
 extern "C" void *tmi_gemm_handle_blas(tmi_gemm_handle *h) { return h->blas; }
 
-extern "C" int tmi_gemm_tuned_run(tmi_gemm_handle *h, const tmi_gemm_args *g, const void *a, int64_t lda,
-                                  void *stream_v, int tune)
+extern "C" size_t tmi_gemm_cuda_tune_workspace(int64_t max_m, int64_t max_n)
 {
-    cudaStream_t stream = static_cast<cudaStream_t>(stream_v);
+    int64_t m = 1;
+    while (m * 2 <= max_m && m * 2 <= kMaxM) m *= 2; // the largest m that is timed
+    return max_m > 0 && max_n > 0 ? (size_t)m * (size_t)max_n * sizeof(float) : 0;
+}
+
+extern "C" int tmi_gemm_cuda_timed_shapes(const void *blas)
+{
+    return blas ? static_cast<const tmi_gemm_handle *>(blas)->n_shapes : 0;
+}
+
+extern "C" int tmi_gemm_tuned_run(tmi_gemm_handle *h, const tmi_gemm_args *g, const void *a, int64_t lda,
+                                  const tmi_exec *ex)
+{
+    cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
+    const size_t scratch_bytes = (size_t)g->m * g->ldc * sizeof(float);
     if (g->m > kMaxM || g->b_dtype == TM_F32 || g->a_dtype != g->b_dtype || !tuning_on()) return 0;
     const cudaDataType_t type = g->b_dtype == TM_F16 ? CUDA_R_16F : CUDA_R_16BF;
     const int beta1 = g->accumulate ? 1 : 0;
@@ -216,7 +232,8 @@ extern "C" int tmi_gemm_tuned_run(tmi_gemm_handle *h, const tmi_gemm_args *g, co
     }
     if (!s) {
         cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-        if (!tune || (g->m & (g->m - 1)) || h->n_shapes >= kMaxShapes || cudaStreamIsCapturing(stream, &cap) != cudaSuccess ||
+        if (!ex->tune || (g->m & (g->m - 1)) || h->n_shapes >= kMaxShapes || !ex->workspace ||
+            ex->workspace_bytes < scratch_bytes || cudaStreamIsCapturing(stream, &cap) != cudaSuccess ||
             cap != cudaStreamCaptureStatusNone) {
             cudaGetLastError();
             return 0;
@@ -224,7 +241,7 @@ extern "C" int tmi_gemm_tuned_run(tmi_gemm_handle *h, const tmi_gemm_args *g, co
         s = &h->shapes[h->n_shapes++];
         memset(s, 0, sizeof *s);
         *s = Shape{g->m, g->n, g->k, lda, g->ldb, g->ldc, type, beta1, 0, {}, NULL, NULL, NULL, NULL};
-        if (make_descs(s)) choose(h, s, a, g->b, g->c, stream);
+        if (make_descs(s)) choose(h, s, a, g->b, g->c, static_cast<float *>(ex->workspace), stream);
     }
     if (!s->lt) return 0;
     return run_lt(h, s, &s->algo, a, g->b, g->c, g->c, stream) == CUBLAS_STATUS_SUCCESS ? 1 : -1;
