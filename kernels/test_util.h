@@ -3,6 +3,7 @@
 #ifndef TMI_TEST_UTIL_H
 #define TMI_TEST_UTIL_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "kernels/common.h"
@@ -22,6 +23,29 @@ static inline int64_t tt_rounding_mismatches(const uint16_t *got, int64_t ld, co
         for (int64_t j = cols; j < ld; j++) bad += got[i * ld + j] != 0xffff;
     }
     return bad;
+}
+
+/* Static KV params from the data, per kv head over n_rows rows of k ([n_rows][ldk]) and
+ * v ([n_rows][ldv]), head g at g * head_dim: zero point (min + max) / 2 and scale coverage * (max - min)
+ * / (2^bits - 1), into qp[4][n_kv_head] (k scale, k zp, v scale, v zp).  coverage 1
+ * is what kv_qparams.lua computes; below 1 the tails clamp. */
+static inline void tt_kv_static_params(const float *k, int64_t ldk, const float *v, int64_t ldv, int32_t n_rows,
+                                       int32_t n_kv_head, int32_t head_dim, int bits, float coverage, float *qp)
+{
+    for (int32_t g = 0; g < n_kv_head; g++)
+        for (int isv = 0; isv < 2; isv++) {
+            const float *x = isv ? v : k;
+            const int64_t ld = isv ? ldv : ldk;
+            float mn = INFINITY, mx = -INFINITY;
+            for (int32_t i = 0; i < n_rows; i++)
+                for (int32_t e = 0; e < head_dim; e++) {
+                    float y = x[i * ld + (int64_t)g * head_dim + e];
+                    mn = y < mn ? y : mn;
+                    mx = y > mx ? y : mx;
+                }
+            qp[2 * isv * n_kv_head + g] = coverage * (mx - mn) / (float)((1 << bits) - 1);
+            qp[(2 * isv + 1) * n_kv_head + g] = 0.5f * (mn + mx);
+        }
 }
 
 #endif

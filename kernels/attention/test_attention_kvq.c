@@ -13,6 +13,7 @@
 #include "kernels/attention/kv_quant.h"
 #include "kernels/attention/paged_kv.h"
 #include "kernels/kv_write/kv_write.h"
+#include "kernels/test_util.h"
 #include "runtime/threadpool.h"
 
 #define KVQ_EXACT_TOL 1e-5
@@ -188,26 +189,6 @@ static double rel_diff(const float *a, const float *b, int64_t n)
     return sqrt(e2 / r2);
 }
 
-/* Static params from the data, as kv_qparams.lua computes them: per kv head over
- * every token, (min + max) / 2 and (max - min) / (2^bits - 1). */
-static void static_params(const kvq_case *c, const float *k, const float *v, int64_t ld, int32_t n_rows, int bits,
-                          float *qp)
-{
-    for (int32_t g = 0; g < c->n_kv_head; g++)
-        for (int kv = 0; kv < 2; kv++) {
-            const float *x = kv ? v : k;
-            float mn = INFINITY, mx = -INFINITY;
-            for (int32_t i = 0; i < n_rows; i++)
-                for (int32_t e = 0; e < c->head_dim; e++) {
-                    float y = x[i * ld + (int64_t)g * c->head_dim + e];
-                    mn = y < mn ? y : mn;
-                    mx = y > mx ? y : mx;
-                }
-            qp[2 * kv * c->n_kv_head + g] = (mx - mn) / (float)((1 << bits) - 1);
-            qp[(2 * kv + 1) * c->n_kv_head + g] = 0.5f * (mn + mx);
-        }
-}
-
 static void run_kvq_case(const kvq_case *c, tmi_pool *pool)
 {
     int32_t n_all = 0, n_step = 0;
@@ -229,7 +210,9 @@ static void run_kvq_case(const kvq_case *c, tmi_pool *pool)
     const tm_dtype kinds[2] = {TM_I8, TMI_KV_INT4};
     for (int kind = 0; kind < 2; kind++)
         for (int st = 0; st < 2; st++) {
-            if (st) static_params(c, k, v, ldkv, n_all, tmi_kv_bits(kinds[kind]), qp);
+            if (st)
+                tt_kv_static_params(k, ldkv, v, ldkv, n_all, c->n_kv_head, c->head_dim, tmi_kv_bits(kinds[kind]), 1.0f,
+                                    qp);
             run_build(&r, c, kinds[kind], st ? qp : NULL, k, v, ldkv, pool);
             run_attention(&r, c, q, ldq, out, pool);
             double exact = exact_error(&r, c, q, ldq, out), quant = rel_diff(out, ref, n_step * ldq);

@@ -9,6 +9,7 @@
 #include "kernels/attention/cutest_paged_kv.h"
 #include "kernels/kv_write/kv_write.h"
 #include "kernels/registry.h"
+#include "kernels/test_util.h"
 
 /* Both twins store fp32 as is, round to nearest even fp16, or code with the same
  * fp32 operations (kv_quant.h): exact agreement. */
@@ -30,25 +31,6 @@ static tm_dtype kv_dtype(int kind)
 
 static int kv_static(int kind) { return kind == KV_I8_STATIC || kind == KV_I4_STATIC; }
 
-/* Static params that cover 80% of each head's range: the tails clamp. */
-static void clamping_params(const kv_case *kc, const float *k, const float *v, int64_t ld, int32_t n_tok, int bits,
-                            float *qp)
-{
-    for (int32_t g = 0; g < kc->n_kv_head; g++)
-        for (int isv = 0; isv < 2; isv++) {
-            const float *x = isv ? v : k;
-            float mn = INFINITY, mx = -INFINITY;
-            for (int32_t i = 0; i < n_tok; i++)
-                for (int32_t e = 0; e < kc->head_dim; e++) {
-                    float y = x[i * ld + (int64_t)g * kc->head_dim + e];
-                    mn = y < mn ? y : mn;
-                    mx = y > mx ? y : mx;
-                }
-            qp[2 * isv * kc->n_kv_head + g] = 0.8f * (mx - mn) / (float)((1 << bits) - 1);
-            qp[(2 * isv + 1) * kc->n_kv_head + g] = 0.5f * (mn + mx);
-        }
-}
-
 static void run_case(const kv_case *kc, int kind, int use_meta)
 {
     tm_dtype dt = kv_dtype(kind);
@@ -68,7 +50,9 @@ static void run_case(const kv_case *kc, int kind, int use_meta)
     for (int64_t i = 0; i < b.n_tok * ld; i++) k[i] = 3.0f * k[i] + 0.5f; /* off-centre, like real keys */
     if (b.n_tok > 0)
         for (int32_t e = 0; e < kc->head_dim; e++) v[e] = 0.375f; /* a constant row: scale 0 */
-    if (kv_static(kind)) clamping_params(kc, k, v, ld, b.n_tok, dt == TM_I8 ? 8 : 4, qp);
+    /* static params that cover 80 % of each head's range: the tails clamp */
+    if (kv_static(kind))
+        tt_kv_static_params(k, ld, v, ld, b.n_tok, kc->n_kv_head, kc->head_dim, dt == TM_I8 ? 8 : 4, 0.8f, qp);
     memset(ref, 0xff, b.pool_bytes);
     memcpy(got, ref, b.pool_bytes);
     tmi_kv_cache cache = b.cache;
@@ -158,7 +142,9 @@ static void run_rope_case(const kv_case *kc, int kind)
     for (int32_t i = 0; i < half; i++) freq[i] = powf(10000.0f, -(float)i / (float)half);
     for (int32_t s = 0; s < b.n_seq; s++)
         for (int32_t t = 0; t < b.seqs[s].q_len; t++) pos[b.seqs[s].q_start + t] = b.seqs[s].kv_len - b.seqs[s].q_len + t;
-    if (kv_static(kind)) clamping_params(kc, x + (int64_t)n_q * kc->head_dim, v, vld, b.n_tok, dt == TM_I8 ? 8 : 4, qp);
+    if (kv_static(kind))
+        tt_kv_static_params(x + (int64_t)n_q * kc->head_dim, ld, v, vld, b.n_tok, kc->n_kv_head, kc->head_dim,
+                            dt == TM_I8 ? 8 : 4, 0.8f, qp);
     memset(ref, 0xff, b.pool_bytes);
     memcpy(got, ref, b.pool_bytes);
     tmi_exec cpu = {.backend = TM_BACKEND_CPU};
