@@ -252,10 +252,6 @@ static int sample_and_deliver(tm_engine *e, tmi_seq *s, float *logits)
 {
     tm_request *r = s->req;
     const tm_request_params *rp = &r->params;
-    if (s->generated >= rp->max_new_tokens) {
-        tmi_engine_finish_seq(e, s, TM_FINISH_LENGTH, -1, -1);
-        return 1;
-    }
     tmi_token_history h = {.tokens = s->tokens, .n_tokens = s->n_tokens, .n_prompt = s->gen_start};
     tmi_sample_result res;
     tm_status st = tmi_sample(&rp->sampling, logits, e->model->p.vocab_size, &h, &s->rng, e->sampler_ws,
@@ -272,10 +268,6 @@ static int sample_and_deliver(tm_engine *e, tmi_seq *s, float *logits)
 static int deliver_device(tm_engine *e, tmi_seq *s, int32_t j)
 {
     tm_request *r = s->req;
-    if (s->generated >= r->params.max_new_tokens) {
-        tmi_engine_finish_seq(e, s, TM_FINISH_LENGTH, -1, -1);
-        return 1;
-    }
     tmi_sample_result res = {.token = e->ds.out[j]};
     memcpy(&res.logprob, &e->ds.out[e->ds.cap + j], sizeof(float));
     if (res.token < 0) {
@@ -351,8 +343,11 @@ int tmi_engine_step(tm_engine *e)
         if (s->sample == 0 && s->generated == 0 && s->req->params.n > 1) fork_samples(e, s);
         int32_t idx = 0;
         while (e->running[idx] != s) idx++;
-        int done = on_device && !e->ds.host_row[j] ? deliver_device(e, s, j)
-                                                   : sample_and_deliver(e, s, e->logits + (size_t)j * vocab);
+        int done = 1;
+        if (s->generated >= s->req->params.max_new_tokens) /* nothing left to make (max_new_tokens 0): no draw */
+            tmi_engine_finish_seq(e, s, TM_FINISH_LENGTH, -1, -1);
+        else if (on_device && !e->ds.host_row[j]) done = deliver_device(e, s, j);
+        else done = sample_and_deliver(e, s, e->logits + (size_t)j * vocab);
         if (done) tmi_running_remove(e, idx);
     }
     double t3 = now_s();
