@@ -219,8 +219,15 @@ template <int KIND, bool VEC, int MAXR> __global__ void __launch_bounds__(kThrea
     constexpr int C = MAXR == 1 ? 8 : MAXR >= 8 ? 2 : 4; // keys in flight per key group and loop step
     extern __shared__ float smem[];
     tmi_pdl_trigger(); // the o projection may start streaming its weights
+    // Launched as a programmatic dependent: a decode launch reads its sequence's
+    // metadata (staged before the step's first kernel) while kv_write finishes, and
+    // waits before q and the K/V rows, which kv_write wrote; prefill tiles come
+    // from plan_kernel.  Every block waits, work or not, so the chain stays ordered.
+    if (P.map) tmi_pdl_wait();
     Work w;
-    if (!find_work<MAXR>(P, w)) return; // uniform over the block
+    const bool work = find_work<MAXR>(P, w);
+    if (!P.map) tmi_pdl_wait();
+    if (!work) return; // uniform over the block
     const SeqMeta &m = w.m;
     const int32_t d = P.head_dim, lpk = P.lpk, kpw = 32 / lpk, hist = m.kv_len - m.q_len;
     const int32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -406,6 +413,7 @@ template <int KIND, bool VEC, int MAXR> __global__ void __launch_bounds__(kThrea
 __global__ void __launch_bounds__(kThreads) combine_kernel(const Params P)
 {
     tmi_pdl_trigger();
+    tmi_pdl_wait(); // the partials are rows_kernel's
     const int32_t h = blockIdx.x * kWarps + (threadIdx.x >> 5), t = blockIdx.y, s = blockIdx.z;
     const SeqMeta m = P.meta[s];
     if (h >= P.n_head || m.q_len < 1 || m.q_len > kDecodeMaxQ || t >= m.q_len) return; // no barriers here
@@ -495,8 +503,7 @@ __global__ void __launch_bounds__(kPlanThreads) plan_kernel(const SeqMeta *meta,
 template <int KIND, bool VEC, int MAXR> cudaError_t launch_rows(const Params &P, dim3 grid, cudaStream_t stream)
 {
     const size_t smem = (size_t)kWarps * MAXR * (P.head_dim + 2) * sizeof(float);
-    rows_kernel<KIND, VEC, MAXR><<<grid, kThreads, smem, stream>>>(P);
-    return cudaGetLastError();
+    return tmi_launch_pdl(rows_kernel<KIND, VEC, MAXR>, grid, kThreads, smem, stream, P);
 }
 
 // The generic (unaligned) path has one row capacity, 8, to bound the variants.
@@ -540,8 +547,7 @@ cudaError_t launch_prefill(const Params &P, Kind kind, bool vec, int64_t tiles, 
 cudaError_t launch_combine(const Params &P, int32_t n_seq, cudaStream_t stream)
 {
     dim3 grid((unsigned)((P.n_head + kWarps - 1) / kWarps), (unsigned)P.q_slot, (unsigned)n_seq);
-    combine_kernel<<<grid, kThreads, 0, stream>>>(P);
-    return cudaGetLastError();
+    return tmi_launch_pdl(combine_kernel, grid, kThreads, 0, stream, P);
 }
 
 cudaError_t launch_plan(const SeqMeta *meta, int32_t n_seq, int32_t group, int64_t tiles, int2 *map,
