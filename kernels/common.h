@@ -115,4 +115,44 @@ static inline void tmi_store_f32(void *p, tm_dtype dtype, int64_t i, float v)
 
 static inline int tmi_is_float_dtype(tm_dtype d) { return d == TM_F32 || d == TM_F16 || d == TM_BF16; }
 
+/* A product C (+)= A x B (+ bias) that a GEMM left as k-split partial sums for the
+ * op after it to finish (tmi_gemm_args.defer), which saves a kernel of its own:
+ * the value C[i][j] would have had is sum over s < splits, in that order, of
+ * part[(s * m + i) * n + j], then + bias[j], then, with accumulate, added to the C
+ * in memory: exactly as the GEMM writes it.  An op that takes one reads the element
+ * at &c[i * ldc + j] that way.  splits == 0: nothing deferred, C holds the product. */
+typedef struct tmi_split_sums {
+    int32_t splits;
+    const float *part;  /* [splits][m][n] fp32 */
+    int64_t m, n;
+    const float *c;     /* the C the GEMM did not write, [m][ldc] */
+    int64_t ldc;
+    const void *bias;   /* [n] of bias_dtype, or NULL */
+    tm_dtype bias_dtype;
+    int accumulate;     /* 1: the value is C's old value + the sum */
+} tmi_split_sums;
+
+static inline int tmi_sums_active(const tmi_split_sums *s) { return s && s->splits > 0; }
+
+/* The value of the element at p, row i of s->c (p lies in that row's first n). */
+static inline float tmi_sums_at(const tmi_split_sums *s, const float *p, int64_t i)
+{
+    if (!tmi_sums_active(s)) return *p;
+    int64_t j = (int64_t)(p - s->c) - i * s->ldc;
+    float sum = 0.0f;
+    for (int32_t k = 0; k < s->splits; k++) sum += s->part[((int64_t)k * s->m + i) * s->n + j];
+    if (s->bias) sum += tmi_load_f32(s->bias, s->bias_dtype, j);
+    return s->accumulate ? *p + sum : sum;
+}
+
+/* NULL when s is usable by an op over rows [0, rows) of C: active sums cover those
+ * rows and have a part to read; else the reason. */
+static inline const char *tmi_sums_invalid(const tmi_split_sums *s, int64_t rows)
+{
+    if (!tmi_sums_active(s)) return NULL;
+    if (!s->part || !s->c) return "split sums need part and c";
+    if (rows > s->m || s->n < 1 || s->ldc < s->n) return "split sums do not cover the rows";
+    return NULL;
+}
+
 #endif

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "harness.h"
 #include "kernels/common.h"
 
 /* Elements of a 16-bit output got [rows][ld] (F16 or BF16) that are not ref
@@ -45,6 +46,21 @@ static inline void tt_kv_static_params(const float *k, int64_t ldk, const float 
                 }
             qp[2 * isv * n_kv_head + g] = coverage * (mx - mn) / (float)((1 << bits) - 1);
             qp[(2 * isv + 1) * n_kv_head + g] = 0.5f * (mn + mx);
+        }
+}
+
+/* Random k-split partials part [splits][m][n] of a product, and the C [m][ldc] they
+ * stand for: summed in split order, then + bias[j] (fp32, or NULL), common.h's
+ * order; the padding columns of C stay as they are. */
+static inline void tt_split_sums_fill(float *part, int32_t splits, int64_t m, int64_t n, const float *bias, float *c,
+                                      int64_t ldc, unsigned long long seed)
+{
+    tt_fill_random(part, (long)(splits * m * n), seed);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float sum = 0.0f;
+            for (int32_t k = 0; k < splits; k++) sum += part[((int64_t)k * m + i) * n + j];
+            c[i * ldc + j] = bias ? sum + bias[j] : sum;
         }
 }
 

@@ -305,6 +305,65 @@ static void test_cuda_gemm_tuned(void)
     weights_free(&w);
 }
 
+/* With defer, the small-m kernel leaves its k splits in the workspace and C as it
+ * was (NaN, or the old C when accumulating), and those partials summed in split
+ * order, plus the bias, plus the old C when accumulating, are the bits the reduce
+ * kernel writes without defer; cuBLAS never defers. */
+static void test_cuda_gemm_defer(void)
+{
+    static const int64_t shapes[][2] = {{4096, 4096}, {4096, 12288}, {11008, 4096}, {1000, 296}}; /* k, n */
+    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++)
+        for (int acc = 0; acc < 2; acc++) {
+            cu_weights w;
+            if (!weights_make(&w, shapes[t][0], shapes[t][1], shapes[t][1], TM_F16, 91 + t)) {
+                weights_free(&w);
+                continue;
+            }
+            const int64_t m = 1, k = w.k, n = w.n;
+            size_t c_bytes = (size_t)(m * n) * 4, ws_bytes = tmi_gemm_cuda_workspace(m, k, TM_F16);
+            float *af = malloc((size_t)k * 4), *c0 = malloc(c_bytes), *ref = malloc(c_bytes), *got = malloc(c_bytes);
+            float *part = malloc(ws_bytes);
+            tt_fill_random(af, (long)k, 92 + t);
+            void *a16 = to_dtype(af, k, TM_F16);
+            void *da = cu_upload(a16, (size_t)k * 2), *dc = cu_upload(NULL, c_bytes), *dws = cu_upload(NULL, ws_bytes);
+            int ok = CHECK(af && c0 && ref && got && part && a16 && da && dc && dws);
+            if (ok && acc) tt_fill_random(c0, (long)(m * n), 93 + t);
+            else if (ok) cu_fill_nan(c0, m * n);
+            tmi_exec gpu = {.backend = TM_BACKEND_CUDA, .blas = blas, .workspace = dws, .workspace_bytes = ws_bytes};
+            tmi_gemm_args g = {.m = m, .n = n, .k = k, .a = da, .a_dtype = TM_F16, .lda = k, .b = w.db,
+                               .b_dtype = TM_F16, .ldb = w.ldb, .bias = w.dbias, .bias_dtype = TM_F16, .c = dc,
+                               .ldc = n, .accumulate = acc};
+            ok = ok && CHECK_STATUS(tmi_cuda_memcpy(dc, c0, c_bytes, 0), TM_OK) &&
+                 CHECK_STATUS(tmi_gemm_cuda_path(&gpu, &g, TMI_GEMM_PATH_SMALL_M), TM_OK) &&
+                 cu_download(ref, dc, c_bytes);
+            tmi_split_sums s = {.splits = -1};
+            g.defer = &s;
+            ok = ok && CHECK_STATUS(tmi_cuda_memcpy(dc, c0, c_bytes, 0), TM_OK) &&
+                 CHECK_STATUS(tmi_gemm_cuda_path(&gpu, &g, TMI_GEMM_PATH_SMALL_M), TM_OK);
+            if (ok && CHECK(s.splits > 1) &&
+                CHECK(s.part == dws && s.m == m && s.n == n && s.c == dc && s.ldc == n && s.accumulate == acc) &&
+                cu_download(got, dc, c_bytes) && cu_download(part, dws, (size_t)s.splits * c_bytes)) {
+                int64_t written = 0, differ = 0;
+                for (int64_t j = 0; j < n; j++) {
+                    written += memcmp(&got[j], &c0[j], 4) != 0;
+                    float sum = 0.0f;
+                    for (int32_t q = 0; q < s.splits; q++) sum += part[(int64_t)q * n + j];
+                    sum += tmi_load_f32(w.bias, TM_F16, j);
+                    if (acc) sum = c0[j] + sum;
+                    differ += memcmp(&sum, &ref[j], 4) != 0;
+                }
+                if (!CHECK(written == 0) || !CHECK(differ == 0))
+                    fprintf(stderr, "  defer k=%lld n=%lld acc=%d: %d splits, %lld of C written, %lld sums differ\n",
+                            (long long)k, (long long)n, acc, s.splits, (long long)written, (long long)differ);
+            }
+            s.splits = -1;
+            ok = ok && CHECK_STATUS(tmi_gemm_cuda_path(&gpu, &g, TMI_GEMM_PATH_BLAS), TM_OK) && CHECK(s.splits == 0);
+            tmi_cuda_free(da), tmi_cuda_free(dc), tmi_cuda_free(dws);
+            free(af), free(c0), free(ref), free(got), free(part), free(a16);
+            weights_free(&w);
+        }
+}
+
 static void test_cuda_gemm_args(void)
 {
     tmi_exec gpu = {.backend = TM_BACKEND_CUDA};
@@ -432,6 +491,7 @@ int main(void)
         RUN(test_cuda_gemm_args);
         RUN(test_cuda_gemm_auto_path);
         RUN(test_cuda_gemm_tuned);
+        RUN(test_cuda_gemm_defer);
         RUN(test_cuda_gemm_shapes);
         RUN(test_cuda_gemm_llama7b);
         for (int kind = 0; kind < N_KINDS; kind++)

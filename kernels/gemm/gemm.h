@@ -19,6 +19,12 @@ typedef struct tmi_gemm_args {
     float *c;         /* [m][ldc], fp32 */
     int64_t ldc;
     int accumulate;   /* 1: C += A x B (+ bias); 0: C = A x B (+ bias) */
+    /* Optional, filled in: a path that splits k (the CUDA small-m kernel) leaves
+     * the product as its partial sums in ex->workspace, described here, instead of
+     * adding them up into C with a kernel of its own; the op that reads C next
+     * finishes them (common.h), and C is left as it was.  Every other path writes C
+     * and sets splits to 0.  The partials last until the workspace is next written. */
+    tmi_split_sums *defer;
 } tmi_gemm_args;
 
 /* Scratch bytes tmi_gemm_cpu needs for the given shape with `threads` workers. */

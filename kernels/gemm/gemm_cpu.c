@@ -447,6 +447,7 @@ static tm_status gemm_check(const tmi_exec *ex, const tmi_gemm_args *g)
 
 tm_status tmi_gemm_cpu(const tmi_exec *ex, const tmi_gemm_args *g)
 {
+    if (g && g->defer) g->defer->splits = 0; /* C is always written here */
     tm_status st = gemm_check(ex, g);
     if (st != TM_OK || g->m == 0 || g->n == 0) return st;
     if (g->k == 0) {

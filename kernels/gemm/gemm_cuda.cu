@@ -210,6 +210,7 @@ extern "C" void tmi_gemm_cuda_blas_destroy(void *blas) { tmi_gemm_handle_destroy
 extern "C" tm_status tmi_gemm_cuda_path(const tmi_exec *ex, const tmi_gemm_args *a, tmi_gemm_path path)
 {
     if (!ex || !a) return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: exec and args must not be NULL");
+    if (a->defer) a->defer->splits = 0; // only the small-m kernel defers, and says so
     if (path != TMI_GEMM_PATH_AUTO && path != TMI_GEMM_PATH_BLAS && path != TMI_GEMM_PATH_SMALL_M)
         return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: path must be AUTO, BLAS or SMALL_M, got %d", (int)path);
     tm_status st = gemm_check(ex, a);

@@ -394,6 +394,10 @@ extern "C" tm_status tmi_gemm_small_run(const tmi_exec *ex, const tmi_gemm_args 
     cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
     cudaError_t e = tmi_launch_pdl(kern, dim3((unsigned)tiles, (unsigned)splits), kThreads, 0, stream, p);
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: small-m launch failed: %s", cudaGetErrorString(e));
+    if (splits > 1 && a->defer) { // the op after it adds them up (gemm.h)
+        *a->defer = tmi_split_sums{splits, p.part, a->m, a->n, a->c, a->ldc, a->bias, a->bias_dtype, a->accumulate};
+        return TM_OK;
+    }
     if (splits > 1) {
         int64_t total = a->m * a->n, blocks = (total + kReduceThreads - 1) / kReduceThreads;
         if ((e = tmi_launch_pdl(small_m_reduce, dim3((unsigned)(blocks < 4096 ? blocks : 4096)), kReduceThreads, 0,
