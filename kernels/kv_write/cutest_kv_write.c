@@ -220,6 +220,82 @@ static void test_cuda_kv_write_shapes(void)
            (long long)(rope_mismatched[KV_I4] + rope_mismatched[KV_I4_STATIC]));
 }
 
+/* With the QKV GEMM's split sums (x = [q | k | v] a row, C itself NaN): the same
+ * pool bits, and the same rotated q and k, as the CUDA op over the C they add up
+ * to; float caches (the quantized ones refuse sums), meta_dev required. */
+static void run_sums_case(const kv_case *kc, tm_dtype dt)
+{
+    cu_batch b;
+    if (kc->head_dim % 2 || !kc->aligned ||
+        !CHECK(cu_batch_make(&b, kc->n_seq, kc->q_len, kc->kv_len, kc->n_kv_head, kc->head_dim, kc->block_len, dt, 0,
+                             1, (unsigned long long)(kc->n_seq * 73))))
+        return;
+    enum { SPLITS = 6 };
+    int32_t n_q = 2 * kc->n_kv_head, half = kc->head_dim / 2;
+    int64_t qk = (int64_t)(n_q + kc->n_kv_head) * kc->head_dim, ld = qk + (int64_t)kc->n_kv_head * kc->head_dim;
+    size_t x_bytes = (size_t)(b.n_tok * ld) * 4, part_bytes = (size_t)SPLITS * x_bytes;
+    float *part = malloc(part_bytes), *x = malloc(x_bytes), *nan_x = malloc(x_bytes), *x1 = malloc(x_bytes);
+    float *x2 = malloc(x_bytes), *freq = malloc((size_t)half * 4);
+    int32_t *pos = malloc((size_t)b.n_tok * 4);
+    void *p1 = malloc(b.pool_bytes), *p2 = malloc(b.pool_bytes);
+    size_t meta_ints = tmi_kv_meta_ints(b.seqs, b.n_seq, kc->block_len);
+    int32_t *meta = malloc(meta_ints * sizeof(int32_t));
+    if (!CHECK(part && x && nan_x && x1 && x2 && freq && pos && p1 && p2 && meta)) goto done;
+    tt_split_sums_fill(part, SPLITS, b.n_tok, ld, NULL, x, ld, 81);
+    cu_fill_nan(nan_x, b.n_tok * ld);
+    for (int32_t i = 0; i < half; i++) freq[i] = powf(10000.0f, -(float)i / (float)half);
+    for (int32_t s = 0; s < b.n_seq; s++)
+        for (int32_t t = 0; t < b.seqs[s].q_len; t++) pos[b.seqs[s].q_start + t] = b.seqs[s].kv_len - b.seqs[s].q_len + t;
+    memset(p1, 0xff, b.pool_bytes);
+    tmi_kv_meta_fill(meta, b.seqs, b.n_seq, kc->block_len);
+    void *dx = cu_upload(x, x_bytes), *dnan = cu_upload(nan_x, x_bytes), *dpart = cu_upload(part, part_bytes);
+    void *dp1 = cu_upload(p1, b.pool_bytes), *dp2 = cu_upload(p1, b.pool_bytes), *dpos = cu_upload(pos, (size_t)b.n_tok * 4);
+    void *dfreq = cu_upload(freq, (size_t)half * 4), *dmeta = cu_upload(meta, meta_ints * sizeof(int32_t));
+    int ok = dx && dnan && dpart && dp1 && dp2 && dpos && dfreq && dmeta;
+    tmi_exec gpu = {.backend = TM_BACKEND_CUDA};
+    tmi_rope_args r = {.n_tok = b.n_tok, .n_head = n_q + kc->n_kv_head, .head_dim = kc->head_dim, .x = dx, .ld = ld,
+                       .pos = dpos, .inv_freq = dfreq, .attn_factor = 1.0f};
+    tmi_kv_write_args a = {.n_seq = b.n_seq, .seqs = b.seqs, .k = (float *)dx + (int64_t)n_q * kc->head_dim, .ldk = ld,
+                           .v = (float *)dx + qk, .ldv = ld, .cache = b.cache, .meta_dev = dmeta, .rope = &r};
+    a.cache.base = dp1;
+    ok = ok && CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_OK);
+    tmi_split_sums s = {.splits = SPLITS, .part = dpart, .m = b.n_tok, .n = ld, .c = dnan, .ldc = ld};
+    r.x = dnan;
+    a.k = (float *)dnan + (int64_t)n_q * kc->head_dim;
+    a.v = (float *)dnan + qk;
+    a.cache.base = dp2;
+    a.sums = &s;
+    ok = ok && CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_OK) && cu_download(p1, dp1, b.pool_bytes) &&
+         cu_download(p2, dp2, b.pool_bytes) && cu_download(x1, dx, x_bytes) && cu_download(x2, dnan, x_bytes);
+    if (ok) {
+        int64_t qk_diff = 0;
+        for (int64_t i = 0; i < b.n_tok; i++) qk_diff += memcmp(x1 + i * ld, x2 + i * ld, (size_t)qk * 4) != 0;
+        if (!CHECK(memcmp(p1, p2, b.pool_bytes) == 0) || !CHECK(qk_diff == 0))
+            fprintf(stderr, "  split sums n_seq=%d kv_heads=%d head_dim=%d %s: pool or q/k rows differ\n", kc->n_seq,
+                    kc->n_kv_head, kc->head_dim, tm_dtype_name(dt));
+    }
+    a.meta_dev = NULL; /* the partials live in the workspace, which packing would overwrite */
+    if (ok) CHECK_STATUS(tmi_kv_write_cuda(&gpu, &a), TM_ERR_UNSUPPORTED);
+    void *dev[] = {dx, dnan, dpart, dp1, dp2, dpos, dfreq, dmeta};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) tmi_cuda_free(dev[i]);
+done:
+    free(part), free(x), free(nan_x), free(x1), free(x2), free(freq), free(pos), free(p1), free(p2), free(meta);
+    cu_batch_free(&b);
+}
+
+static void test_cuda_kv_write_split_sums(void)
+{
+    static const kv_case cases[] = {
+        {1, 1, 2, 1, 1, {1}, {1}},
+        {4, 32, 128, 64, 1, {1, 1, 17, 1}, {1, 65, 300, 4096}}, /* Llama-2-7B rows */
+        {3, 2, 64, 16, 1, {1, 33, 0}, {17, 100, 5}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        run_sums_case(&cases[c], TM_F32);
+        run_sums_case(&cases[c], TM_F16);
+    }
+}
+
 static void test_cuda_kv_write_args(void)
 {
     int32_t q_len[1] = {2}, kv_len[1] = {4};
@@ -252,5 +328,6 @@ int main(void)
     }
     RUN(test_cuda_kv_write_shapes);
     RUN(test_cuda_kv_write_args);
+    RUN(test_cuda_kv_write_split_sums);
     return tt_finish();
 }

@@ -23,6 +23,10 @@ typedef struct tmi_kv_write_args {
                                  x + (n_head - n_kv_head) * head_dim, ldk == ld, head_dim the
                                  cache's, even), so the stored K is the rotated one and the other
                                  heads (the queries) come out rotated too; n_tok is the batch's rows */
+    const tmi_split_sums *sums; /* NULL, or the QKV GEMM's deferred sums (common.h), whose c holds
+                                 rope->x, k and v: the op reads those elements as the sums.  Needs
+                                 rope; on CUDA also a float cache and meta_dev (the partials are in
+                                 the workspace).  The CPU twin first writes the sums into c. */
 } tmi_kv_write_args;
 
 /* The rope argument's rule above (checked seqs); op names the caller in the message. */

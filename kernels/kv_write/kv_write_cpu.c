@@ -82,6 +82,15 @@ tm_status tmi_kv_write_cpu(const tmi_exec *ex, const tmi_kv_write_args *a)
         return tmi_fail(TM_ERR_INVALID_ARG, "kv_write: ldk and ldv must be >= n_kv_head * head_dim (%lld), got %lld, %lld",
                         (long long)width, (long long)a->ldk, (long long)a->ldv);
     if ((st = tmi_kv_write_check_rope("kv_write", a)) != TM_OK) return st;
+    if (tmi_sums_active(a->sums)) { /* the product into c, then as without */
+        const tmi_split_sums *s = a->sums;
+        int64_t rows = tmi_kv_batch_rows(a->seqs, a->n_seq);
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t j = 0; j < s->n; j++) {
+                float *p = (float *)s->c + i * s->ldc + j;
+                *p = tmi_sums_at(s, p, i);
+            }
+    }
     if (a->rope && (st = tmi_rope_cpu(ex, a->rope)) != TM_OK) return st;
     tmi_pool_run(ex->pool, kv_write_task, (void *)a, a->n_seq);
     return TM_OK;
@@ -90,6 +99,16 @@ tm_status tmi_kv_write_cpu(const tmi_exec *ex, const tmi_kv_write_args *a)
 tm_status tmi_kv_write_check_rope(const char *op, const tmi_kv_write_args *a)
 {
     const tmi_rope_args *r = a->rope;
+    int64_t rows = tmi_kv_batch_rows(a->seqs, a->n_seq);
+    const char *bad = tmi_sums_invalid(a->sums, rows);
+    if (bad) return tmi_fail(TM_ERR_INVALID_ARG, "%s: %s", op, bad);
+    if (tmi_sums_active(a->sums) && !r) return tmi_fail(TM_ERR_INVALID_ARG, "%s: split sums need rope", op);
+    if (tmi_sums_active(a->sums) &&
+        (r->x < a->sums->c || r->ld != a->sums->ldc || a->v < a->sums->c || a->ldv != a->sums->ldc ||
+         (r->x - a->sums->c) + (int64_t)r->n_head * r->head_dim > a->sums->n ||
+         (a->v - a->sums->c) + (int64_t)a->cache.n_kv_head * a->cache.head_dim > a->sums->n))
+        return tmi_fail(TM_ERR_INVALID_ARG, "%s: rope->x, k and v must lie in the split sums' c (ld %lld)", op,
+                        (long long)a->sums->ldc);
     if (!r) return TM_OK;
     const tmi_kv_cache *c = &a->cache;
     if (!r->x || r->head_dim != c->head_dim || r->head_dim % 2 || r->n_head < c->n_kv_head || r->ld != a->ldk ||
@@ -98,7 +117,6 @@ tm_status tmi_kv_write_check_rope(const char *op, const tmi_kv_write_args *a)
                         "%s: rope's last n_kv_head (%d) heads must be k (even head_dim %d, ld %lld), got %d heads of %d, "
                         "ld %lld",
                         op, c->n_kv_head, c->head_dim, (long long)a->ldk, r->n_head, r->head_dim, (long long)r->ld);
-    int64_t rows = tmi_kv_batch_rows(a->seqs, a->n_seq);
     if (r->n_tok != rows)
         return tmi_fail(TM_ERR_INVALID_ARG, "%s: rope must cover the batch's %lld rows, got %lld", op, (long long)rows,
                         (long long)r->n_tok);

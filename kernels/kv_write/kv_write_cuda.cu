@@ -15,6 +15,7 @@
 
 #include "../attention/paged_kv_cuda.h"
 #include "../pdl_cuda.h"
+#include "../split_sums_cuda.h"
 
 extern "C" {
 #include "kv_write.h"
@@ -63,7 +64,7 @@ __global__ void kv_write_kernel(const SeqMeta *meta, const int32_t *ids, const f
 // kv heads' K), then V.
 template <class T>
 __global__ void rope_kv_write_kernel(const SeqMeta *meta, const int32_t *ids, tmi_rope_args r, const float *v,
-                                     int64_t ldv, T *base, Layout L)
+                                     int64_t ldv, T *base, Layout L, tmi_split_sums S)
 {
     tmi_pdl_trigger();
     tmi_pdl_wait(); // q, k and v are the qkv GEMM's
@@ -83,7 +84,7 @@ __global__ void rope_kv_write_kernel(const SeqMeta *meta, const int32_t *ids, tm
         sincosf(angle, &s, &c); // one range reduction for both
         c *= r.attn_factor;
         s *= r.attn_factor;
-        const float a0 = xh[i], a1 = xh[i + half];
+        const float a0 = tmi_sums_read(S, xh + i, row), a1 = tmi_sums_read(S, xh + i + half, row);
         x0 = a0 * c - a1 * s;
         x1 = a1 * c + a0 * s;
         xh[i] = x0;
@@ -91,8 +92,8 @@ __global__ void rope_kv_write_kernel(const SeqMeta *meta, const int32_t *ids, tm
         if (h < n_q) return;
     } else {
         const float *vh = v + row * ldv + (int64_t)(h - r.n_head) * L.head_dim;
-        x0 = vh[i];
-        x1 = vh[i + half];
+        x0 = tmi_sums_read(S, vh + i, row);
+        x1 = tmi_sums_read(S, vh + i + half, row);
     }
     const int32_t is_v = h >= r.n_head, g = is_v ? h - r.n_head : h - n_q;
     const int32_t p = m.kv_len - m.q_len + t;
@@ -230,6 +231,8 @@ extern "C" tm_status tmi_kv_write_cuda(const tmi_exec *ex, const tmi_kv_write_ar
     if (st != TM_OK || max_q_len == 0) return st;
     if ((st = tmi_kv_write_check_rope("kv_write_cuda", a)) != TM_OK) return st;
     const bool fused = a->rope && !tmi_kv_is_quant(c->dtype);
+    if (tmi_sums_active(a->sums) && (!fused || !a->meta_dev))
+        return tmi_fail(TM_ERR_UNSUPPORTED, "kv_write_cuda: split sums need rope, a float cache and meta_dev");
     if (a->rope && !fused && (st = tmi_rope_cuda(ex, a->rope)) != TM_OK) return st;
     size_t need = a->meta_dev ? 0 : tmi_kv_write_cuda_workspace(a->seqs, a->n_seq, c->block_len);
     if ((st = tmi_kv_cuda::check_workspace("kv_write_cuda", ex, need)) != TM_OK) return st;
@@ -259,9 +262,9 @@ extern "C" tm_status tmi_kv_write_cuda(const tmi_exec *ex, const tmi_kv_write_ar
         cudaError_t le =
             c->dtype == TM_F16
                 ? tmi_launch_pdl(rope_kv_write_kernel<__half>, grid, kThreads, 0, stream, meta, ids, *a->rope, a->v,
-                                 a->ldv, static_cast<__half *>(c->base), L)
+                                 a->ldv, static_cast<__half *>(c->base), L, tmi_sums_value(a->sums))
                 : tmi_launch_pdl(rope_kv_write_kernel<float>, grid, kThreads, 0, stream, meta, ids, *a->rope, a->v,
-                                 a->ldv, static_cast<float *>(c->base), L);
+                                 a->ldv, static_cast<float *>(c->base), L, tmi_sums_value(a->sums));
         if (le != cudaSuccess)
             return tmi_fail(TM_ERR_DEVICE, "kv_write_cuda: launch failed: %s", cudaGetErrorString(le));
     } else {

@@ -8,6 +8,7 @@
 #include "kernels/cutest_util.h"
 #include "kernels/registry.h"
 #include "kernels/silu_mul/silu_mul.h"
+#include "kernels/test_util.h"
 #include "runtime/cuda/cuda_runtime.h"
 
 /* ||cuda - cpu|| / ||cpu||: both use an accurate expf (a few ulp apart). */
@@ -122,6 +123,43 @@ static void test_cuda_silu_mul_out16(void)
     printf("worst silu_mul out F16 %.3g, out BF16 %.3g\n", worst16[TM_F16], worst16[TM_BF16]);
 }
 
+/* With the gate/up GEMM's split sums: bit for bit the CUDA op over the C they add
+ * up to, with C itself NaN (never read), for both kernels' shapes. */
+static void test_cuda_silu_mul_split_sums(void)
+{
+    static const int64_t shapes[][3] = {{1, 11008, 4}, {3, 37, 5}, {2, 1000, 8}}; /* m, d, splits */
+    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+        int64_t m = shapes[t][0], d = shapes[t][1], n = 2 * d, ldc = n + 4;
+        int32_t splits = (int32_t)shapes[t][2];
+        size_t part_bytes = (size_t)(splits * m * n) * 4, c_bytes = (size_t)(m * ldc) * 4, o_bytes = (size_t)(m * d) * 2;
+        float *part = malloc(part_bytes), *bias = malloc((size_t)n * 4), *c = malloc(c_bytes), *nan_c = malloc(c_bytes);
+        uint16_t *got = malloc(o_bytes), *want = malloc(o_bytes);
+        if (!CHECK(part && bias && c && nan_c && got && want)) return;
+        tt_fill_random(bias, (long)n, 51 + t);
+        tt_split_sums_fill(part, splits, m, n, bias, c, ldc, 52 + t);
+        cu_fill_nan(nan_c, m * ldc);
+        void *dpart = cu_upload(part, part_bytes), *dbias = cu_upload(bias, (size_t)n * 4), *dc = cu_upload(c, c_bytes);
+        void *dnan = cu_upload(nan_c, c_bytes), *dout = cu_upload(NULL, o_bytes);
+        tmi_exec gpu = {.backend = TM_BACKEND_CUDA};
+        tmi_silu_mul_args a = {.n = m, .d = d, .gate = dc, .ldg = ldc, .up = (float *)dc + d, .ldu = ldc, .out = dout,
+                               .ldo = d, .out_dtype = TM_F16};
+        int ok = dpart && dbias && dc && dnan && dout && CHECK_STATUS(tmi_silu_mul_cuda(&gpu, &a), TM_OK) &&
+                 cu_download(want, dout, o_bytes);
+        tmi_split_sums s = {.splits = splits, .part = dpart, .m = m, .n = n, .c = dnan, .ldc = ldc, .bias = dbias,
+                            .bias_dtype = TM_F32};
+        a.gate = dnan;
+        a.up = (float *)dnan + d;
+        a.sums = &s;
+        ok = ok && CHECK_STATUS(tmi_silu_mul_cuda(&gpu, &a), TM_OK) && cu_download(got, dout, o_bytes);
+        if (ok && !CHECK(memcmp(got, want, o_bytes) == 0))
+            fprintf(stderr, "  split sums m=%lld d=%lld splits=%d: differs from the summed C\n", (long long)m,
+                    (long long)d, splits);
+        void *dev[] = {dpart, dbias, dc, dnan, dout};
+        for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) tmi_cuda_free(dev[i]);
+        free(part), free(bias), free(c), free(nan_c), free(got), free(want);
+    }
+}
+
 static void test_cuda_silu_mul_args(void)
 {
     tmi_exec gpu = {.backend = TM_BACKEND_CUDA};
@@ -146,5 +184,6 @@ int main(void)
     RUN(test_cuda_silu_mul_shapes);
     RUN(test_cuda_silu_mul_out16);
     RUN(test_cuda_silu_mul_args);
+    RUN(test_cuda_silu_mul_split_sums);
     return tt_finish();
 }

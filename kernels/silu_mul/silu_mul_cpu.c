@@ -21,6 +21,13 @@ static void silu_task(void *ctx, int64_t idx, int thread)
     for (int64_t i = i0; i < i1; i++) {
         const float *g = a->gate + i * a->ldg; /* [d] */
         const float *u = a->up + i * a->ldu;   /* [d] */
+        if (tmi_sums_active(a->sums)) {
+            for (int64_t j = 0; j < a->d; j++) {
+                float gj = tmi_sums_at(a->sums, g + j, i), uj = tmi_sums_at(a->sums, u + j, i);
+                tmi_store_f32(a->out, a->out_dtype, i * a->ldo + j, gj / (1.0f + expf(-gj)) * uj);
+            }
+            continue;
+        }
         if (a->out_dtype != TM_F32) {
             for (int64_t j = 0; j < a->d; j++)
                 tmi_store_f32(a->out, a->out_dtype, i * a->ldo + j, g[j] / (1.0f + expf(-g[j])) * u[j]);
@@ -29,6 +36,19 @@ static void silu_task(void *ctx, int64_t idx, int thread)
         float *o = (float *)a->out + i * a->ldo; /* [d], may be gate */
         for (int64_t j = 0; j < a->d; j++) o[j] = g[j] / (1.0f + expf(-g[j])) * u[j];
     }
+}
+
+tm_status tmi_silu_mul_check_sums(const char *op, const tmi_silu_mul_args *a)
+{
+    const tmi_split_sums *s = a->sums;
+    const char *bad = tmi_sums_invalid(s, a->n);
+    if (bad) return tmi_fail(TM_ERR_INVALID_ARG, "%s: %s", op, bad);
+    if (!tmi_sums_active(s)) return TM_OK;
+    if (a->ldg != s->ldc || a->ldu != s->ldc || a->gate < s->c || a->up < s->c || (a->gate - s->c) + a->d > s->n ||
+        (a->up - s->c) + a->d > s->n)
+        return tmi_fail(TM_ERR_INVALID_ARG, "%s: gate and up must lie in the split sums' c (ld %lld)", op,
+                        (long long)s->ldc);
+    return TM_OK;
 }
 
 tm_status tmi_silu_mul_cpu(const tmi_exec *ex, const tmi_silu_mul_args *a)
@@ -46,6 +66,8 @@ tm_status tmi_silu_mul_cpu(const tmi_exec *ex, const tmi_silu_mul_args *a)
     if (!tmi_is_float_dtype(a->out_dtype))
         return tmi_fail(TM_ERR_INVALID_ARG, "silu_mul: out dtype must be F32, F16 or BF16, got %s",
                         tm_dtype_name(a->out_dtype));
+    tm_status st = tmi_silu_mul_check_sums("silu_mul", a);
+    if (st != TM_OK) return st;
     silu_job job = {a, SILU_TASK_ELEMS / a->d + 1};
     tmi_pool_run(ex->pool, silu_task, &job, (a->n + job.rows_per_task - 1) / job.rows_per_task);
     return TM_OK;

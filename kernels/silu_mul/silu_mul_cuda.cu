@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include "../pdl_cuda.h"
+#include "../split_sums_cuda.h"
 #include "../vec_cuda.h"
 
 extern "C" {
@@ -26,15 +27,15 @@ __device__ inline float silu_times(float g, float u) { return g / (1.0f + expf(-
 
 template <class O>
 __global__ void silu_mul_kernel(int64_t n, int64_t d, const float *gate, int64_t ldg, const float *up, int64_t ldu,
-                                O *out, int64_t ldo)
+                                O *out, int64_t ldo, tmi_split_sums S)
 {
     tmi_pdl_trigger(); // the down projection may start streaming its weights
-    tmi_pdl_wait();    // gate and up are the kernel before's
+    tmi_pdl_wait();    // gate and up (or their split sums) are the kernel before's
     const int64_t total = n * d, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t i = idx / d, j = idx - i * d;
-        const float g = gate[i * ldg + j];
-        store(out + i * ldo + j, silu_times(g, up[i * ldu + j]));
+        const float g = tmi_sums_read(S, gate + i * ldg + j, i);
+        store(out + i * ldo + j, silu_times(g, tmi_sums_read(S, up + i * ldu + j, i)));
     }
 }
 
@@ -64,11 +65,14 @@ bool vec_ok(const tmi_silu_mul_args *a)
 
 template <class O> cudaError_t launch(const tmi_silu_mul_args *a, O *out, cudaStream_t st)
 {
-    const bool vec = vec_ok(a);
+    const bool vec = vec_ok(a) && !tmi_sums_active(a->sums); // the split sums go element by element
     int64_t want = ((vec ? a->n * (a->d / 4) : a->n * a->d) + kThreads - 1) / kThreads;
     unsigned blocks = static_cast<unsigned>(want < kMaxBlocks ? want : kMaxBlocks);
-    return tmi_launch_pdl(vec ? silu_mul_vec_kernel<O> : silu_mul_kernel<O>, blocks, kThreads, 0, st, a->n, a->d,
-                          a->gate, a->ldg, a->up, a->ldu, out, a->ldo);
+    if (vec)
+        return tmi_launch_pdl(silu_mul_vec_kernel<O>, blocks, kThreads, 0, st, a->n, a->d, a->gate, a->ldg, a->up,
+                              a->ldu, out, a->ldo);
+    return tmi_launch_pdl(silu_mul_kernel<O>, blocks, kThreads, 0, st, a->n, a->d, a->gate, a->ldg, a->up, a->ldu,
+                          out, a->ldo, tmi_sums_value(a->sums));
 }
 
 } // namespace
@@ -89,6 +93,8 @@ extern "C" tm_status tmi_silu_mul_cuda(const tmi_exec *ex, const tmi_silu_mul_ar
     if (!tmi_is_float_dtype(a->out_dtype))
         return tmi_fail(TM_ERR_INVALID_ARG, "silu_mul_cuda: out dtype must be F32, F16 or BF16, got %s",
                         tm_dtype_name(a->out_dtype));
+    tm_status cs = tmi_silu_mul_check_sums("silu_mul_cuda", a);
+    if (cs != TM_OK) return cs;
     cudaStream_t st = static_cast<cudaStream_t>(ex->stream);
     cudaError_t e;
     if (a->out_dtype == TM_F16) e = launch(a, static_cast<__half *>(a->out), st);

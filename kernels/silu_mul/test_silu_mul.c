@@ -91,6 +91,48 @@ static void test_silu_mul_out_dtype(void)
     free(got);
 }
 
+/* With split sums (common.h) the op reads gate and up as the sums: bit for bit the
+ * op over the C they add up to, never reading C itself (NaN here); sums that do
+ * not hold gate and up, or cover fewer rows, fail. */
+static void test_silu_mul_split_sums(void)
+{
+    enum { M = 3, D = 37, SPLITS = 5, N = 2 * D, LDC = N + 3 };
+    static float part[SPLITS * M * N], bias[N], c[M * LDC], nan_c[M * LDC];
+    uint16_t got[M * D], want[M * D];
+    tt_fill_random(bias, N, 41);
+    tt_split_sums_fill(part, SPLITS, M, N, bias, c, LDC, 42);
+    for (int i = 0; i < M * LDC; i++) nan_c[i] = NAN;
+    tmi_exec ex = {.backend = TM_BACKEND_CPU, .pool = pool2};
+    tmi_silu_mul_args a = {.n = M, .d = D, .gate = c, .ldg = LDC, .up = c + D, .ldu = LDC, .out = want, .ldo = D,
+                           .out_dtype = TM_BF16};
+    CHECK_STATUS(tmi_silu_mul_cpu(&ex, &a), TM_OK);
+    tmi_split_sums s = {.splits = SPLITS, .part = part, .m = M, .n = N, .c = nan_c, .ldc = LDC, .bias = bias,
+                        .bias_dtype = TM_F32};
+    a.gate = nan_c;
+    a.up = nan_c + D;
+    a.out = got;
+    a.sums = &s;
+    CHECK_STATUS(tmi_silu_mul_cpu(&ex, &a), TM_OK);
+    CHECK(memcmp(got, want, sizeof got) == 0);
+    a.ldu = LDC + 1;
+    CHECK_STATUS(tmi_silu_mul_cpu(&ex, &a), TM_ERR_INVALID_ARG);
+    CHECK(strstr(tm_last_error(), "gate and up must lie in the split sums' c (ld 77)") != NULL);
+    a.ldu = LDC;
+    a.up = nan_c + D + 1; /* its last column past the sums' n */
+    CHECK_STATUS(tmi_silu_mul_cpu(&ex, &a), TM_ERR_INVALID_ARG);
+    a.up = nan_c + D;
+    s.m = M - 1;
+    CHECK_STATUS(tmi_silu_mul_cpu(&ex, &a), TM_ERR_INVALID_ARG);
+    CHECK(strstr(tm_last_error(), "split sums do not cover the rows") != NULL);
+    s.m = M;
+    s.splits = 0; /* nothing deferred: C is read */
+    a.gate = c;
+    a.up = c + D;
+    s.c = c;
+    CHECK_STATUS(tmi_silu_mul_cpu(&ex, &a), TM_OK);
+    CHECK(memcmp(got, want, sizeof got) == 0);
+}
+
 static void test_silu_mul_errors(void)
 {
     float g[8] = {0}, u[8] = {0}, o[8];
@@ -115,6 +157,7 @@ int main(void)
     RUN(test_silu_mul_shapes);
     RUN(test_silu_mul_out_dtype);
     RUN(test_silu_mul_errors);
+    RUN(test_silu_mul_split_sums);
     tmi_pool_destroy(pool2);
     return tt_finish();
 }
