@@ -108,9 +108,11 @@ int64_t tmi_model_kv_block_bytes(const tm_model *m, int32_t block_len)
     return c.block_stride * (int64_t)tmi_kv_unit_bytes(c.dtype);
 }
 
-/* y = x l (+ y): x is [rows][ldx] of the buffers' act_dtype. */
+/* y = x l (+ y): x is [rows][ldx] of the buffers' act_dtype.  defer (NULL, or zeroed
+ * by the caller): the GEMM may leave y as split sums for the next op (gemm.h). */
 static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_fwd_buffers *fb, const tmi_linear *l,
-                        const void *x, int64_t ldx, int64_t rows, float *y, int64_t ldy, int accumulate)
+                        const void *x, int64_t ldx, int64_t rows, float *y, int64_t ldy, int accumulate,
+                        tmi_split_sums *defer)
 {
     if (l->qweight) {
         if (!m->ops->gemm_w4a16)
@@ -129,7 +131,7 @@ static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_fwd_buf
         .a = x, .a_dtype = fb->act_dtype, .lda = ldx,
         .b = l->w, .b_dtype = l->dtype, .ldb = l->out,
         .bias = l->bias, .bias_dtype = l->bias_dtype,
-        .c = y, .ldc = ldy, .accumulate = accumulate,
+        .c = y, .ldc = ldy, .accumulate = accumulate, .defer = defer,
     };
     return m->ops->gemm(ex, &g);
 }
@@ -204,6 +206,14 @@ static tm_status rotary(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *
     return TM_OK;
 }
 
+/* Whether a GEMM may leave its k splits to the op after it (gemm.h): on unless
+ * $TMRUN_GEMM_DEFER is "0" (read at every call, to compare the two on one build). */
+static int defer_wanted(void)
+{
+    const char *e = getenv("TMRUN_GEMM_DEFER");
+    return !(e && strcmp(e, "0") == 0);
+}
+
 static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_batch *b,
                                  const tmi_layer *L, tmi_kv_cache cache, int64_t n)
 {
@@ -214,14 +224,17 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
     if ((s = rmsnorm(m, ex, &L->attn_norm, fb->x, fb->hn, fb->act_dtype, n))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_NORM);
     observe(fb, TMI_OBS_ATTN_IN, fb->h, p->hidden_size, n, p->hidden_size);
-    if ((s = linear(m, ex, fb, &L->qkv, fb->hn, p->hidden_size, n, fb->qkv, ldq, 0))) return s;
-    tmi_prof_mark(fb->prof, TMI_PROF_QKV);
-    /* on CUDA with one set of frequencies, kv_write rotates q and k itself (one kernel) */
+    /* on CUDA with one set of frequencies, kv_write rotates q and k itself (one
+     * kernel), and with a float cache it also adds up the QKV GEMM's k splits */
     tmi_rope_args fused = {
         .n_head = p->head_num + p->kv_head_num, .head_dim = p->size_per_head, .ld = ldq, .attn_factor = 1.0f,
         .n_tok = n, .x = fb->qkv, .pos = fb->dev.pos, .inv_freq = fb->dev.inv_freq,
     };
     int fuse = fb->on_device && fb->shared_freq;
+    tmi_split_sums qkv_sums = {0};
+    tmi_split_sums *defer = fuse && !tmi_kv_is_quant(cache.dtype) && defer_wanted() ? &qkv_sums : NULL;
+    if ((s = linear(m, ex, fb, &L->qkv, fb->hn, p->hidden_size, n, fb->qkv, ldq, 0, defer))) return s;
+    tmi_prof_mark(fb->prof, TMI_PROF_QKV);
     if (!fuse && (s = rotary(m, ex, fb, b))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_ROPE);
     observe(fb, TMI_OBS_K, fb->qkv + q_cols, ldq, n, kv_cols);
@@ -229,7 +242,7 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
     tmi_kv_write_args kw = {
         .n_seq = b->n_seq, .seqs = b->seqs,
         .k = fb->qkv + q_cols, .ldk = ldq, .v = fb->qkv + q_cols + kv_cols, .ldv = ldq, .cache = cache,
-        .meta_dev = fb->dev.meta, .rope = fuse ? &fused : NULL,
+        .meta_dev = fb->dev.meta, .rope = fuse ? &fused : NULL, .sums = &qkv_sums,
     };
     if ((s = m->ops->kv_write(ex, &kw))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_KV_WRITE);
@@ -242,7 +255,7 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
     if ((s = m->ops->attention(ex, &at))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_ATTENTION);
     observe(fb, TMI_OBS_O_IN, fb->attn, q_cols, n, q_cols);
-    s = linear(m, ex, fb, &L->wo, fb->attn_out, q_cols, n, fb->x, p->hidden_size, 1);
+    s = linear(m, ex, fb, &L->wo, fb->attn_out, q_cols, n, fb->x, p->hidden_size, 1, NULL);
     tmi_prof_mark(fb->prof, TMI_PROF_O);
     return s;
 }
@@ -261,19 +274,22 @@ static tm_status ffn_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffer
         .n = n, .d = inter, .gate = fb->gate, .ldg = inter, .up = fb->up, .ldu = inter,
         .out = fb->act, .ldo = inter, .out_dtype = fb->act_dtype,
     };
+    tmi_split_sums gu_sums = {0}; /* on CUDA, silu_mul adds up the gate/up GEMM's k splits */
+    a.sums = &gu_sums;
     if (L->w13.w) {
-        if ((s = linear(m, ex, fb, &L->w13, fb->hn, p->hidden_size, n, fb->gate, 2 * inter, 0))) return s;
+        tmi_split_sums *defer = fb->on_device && defer_wanted() ? &gu_sums : NULL;
+        if ((s = linear(m, ex, fb, &L->w13, fb->hn, p->hidden_size, n, fb->gate, 2 * inter, 0, defer))) return s;
         a.ldg = a.ldu = 2 * inter;
         a.up = fb->gate + inter;
     } else {
-        if ((s = linear(m, ex, fb, &L->w1, fb->hn, p->hidden_size, n, fb->gate, inter, 0))) return s;
-        if ((s = linear(m, ex, fb, &L->w3, fb->hn, p->hidden_size, n, fb->up, inter, 0))) return s;
+        if ((s = linear(m, ex, fb, &L->w1, fb->hn, p->hidden_size, n, fb->gate, inter, 0, NULL))) return s;
+        if ((s = linear(m, ex, fb, &L->w3, fb->hn, p->hidden_size, n, fb->up, inter, 0, NULL))) return s;
     }
     tmi_prof_mark(fb->prof, TMI_PROF_GATE_UP);
     if ((s = m->ops->silu_mul(ex, &a))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_SILU);
     observe(fb, TMI_OBS_DOWN_IN, fb->gate, inter, n, inter);
-    s = linear(m, ex, fb, &L->w2, fb->act, inter, n, fb->x, p->hidden_size, 1);
+    s = linear(m, ex, fb, &L->w2, fb->act, inter, n, fb->x, p->hidden_size, 1, NULL);
     tmi_prof_mark(fb->prof, TMI_PROF_DOWN);
     return s;
 }
@@ -289,7 +305,7 @@ static tm_status logits(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *
         for (int32_t i = 0; i < b->n_logits; i++)
             memcpy(fb->h + (int64_t)i * d, fb->x + (int64_t)b->logit_rows[i] * d, (size_t)d * sizeof(float));
         if ((s = rmsnorm(m, ex, &m->norm, fb->h, fb->h, TM_F32, b->n_logits))) return s;
-        return linear(m, ex, fb, &m->output, fb->h, d, b->n_logits, b->logits, vocab, 0);
+        return linear(m, ex, fb, &m->output, fb->h, d, b->n_logits, b->logits, vocab, 0, NULL);
     }
     tmi_embedding_args g = {
         .n = b->n_logits, .ids = fb->dev.rows, .table = fb->x, .dtype = TM_F32, .vocab = b->n_tok, .d = d,
@@ -297,7 +313,7 @@ static tm_status logits(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *
     };
     if ((s = m->ops->embedding(ex, &g)) || (s = rmsnorm(m, ex, &m->norm, fb->h, fb->hn, fb->act_dtype, b->n_logits)))
         return s;
-    return linear(m, ex, fb, &m->output, fb->hn, d, b->n_logits, fb->dev.logits, vocab, 0);
+    return linear(m, ex, fb, &m->output, fb->hn, d, b->n_logits, fb->dev.logits, vocab, 0, NULL);
 }
 
 static tm_status check_batch(const tm_model *m, const tmi_fwd_buffers *fb, const tmi_batch *b)

@@ -155,6 +155,24 @@ static int decode_run(tm_model *m, float *out)
     return ok;
 }
 
+/* Each step's logits of a 5-token prompt and then `steps` single tokens. */
+static int decode_steps(tm_model *m, int steps, float *out)
+{
+    static const int32_t prompt[5] = {3, 50, 7, 96, 11};
+    tm_context *ctx = NULL;
+    tm_context_params cp = tm_context_default_params();
+    cp.max_tokens = 64;
+    cp.block_len = 16;
+    int ok = CHECK_STATUS(tm_context_create(m, &cp, &ctx), TM_OK) &&
+             CHECK_STATUS(tm_context_eval(ctx, prompt, 5, out, 0), TM_OK);
+    for (int t = 1; ok && t <= steps; t++) {
+        int32_t tok = (t * 29 + 1) % 97;
+        ok = CHECK_STATUS(tm_context_eval(ctx, &tok, 1, out + (size_t)t * 97, 0), TM_OK);
+    }
+    tm_context_destroy(ctx);
+    return ok;
+}
+
 /* CUDA graph replay computes what the eager steps compute, bit for bit. */
 static void test_random_cuda_graphs_match_eager(void)
 {
@@ -185,6 +203,52 @@ static void test_random_cuda_graphs_match_eager(void)
     }
 }
 
+/* A model wide enough (k >= 512) that batch-1 decode GEMMs split k, so on CUDA the
+ * QKV and gate/up projections leave their splits to kv_write and silu_mul
+ * (TMRUN_GEMM_DEFER, gemm.h): 24 decode steps on CUDA give the CPU's logits, and
+ * the same bits as without the deferral; replayed graphs give the eager steps'. */
+static void test_random_cuda_wide_decode(void)
+{
+    const char *backend = getenv("TMRUN_TEST_BACKEND");
+    if (!backend || strcmp(backend, "cuda") != 0) return;
+    enum { STEPS = 24 };
+    static float ref[(STEPS + 1) * 97], got[(STEPS + 1) * 97], plain[(STEPS + 1) * 97], eager[(STEPS + 1) * 97];
+    for (int dt = TM_F16; dt <= TM_BF16; dt++) {
+        tm_model_params pc = shape(TM_BACKEND_CPU), pg = shape(TM_BACKEND_CUDA);
+        pc.hidden_size = pg.hidden_size = 512;
+        pc.head_num = pg.head_num = 8;
+        pc.kv_head_num = pg.kv_head_num = 4;
+        pc.size_per_head = pg.size_per_head = 64;
+        pc.inter_size = pg.inter_size = 1376;
+        tm_model *mc = NULL, *mg = NULL;
+        int ok = CHECK_STATUS(tm_model_create_random(&pc, (tm_dtype)dt, 13, &mc), TM_OK) &&
+                 CHECK_STATUS(tm_model_create_random(&pg, (tm_dtype)dt, 13, &mg), TM_OK);
+        setenv("TMRUN_GEMM_TUNE", "0", 1);
+        ok = ok && decode_steps(mc, STEPS, ref) && decode_steps(mg, STEPS, got);
+        setenv("TMRUN_GEMM_DEFER", "0", 1);
+        ok = ok && decode_steps(mg, STEPS, plain);
+        unsetenv("TMRUN_GEMM_DEFER");
+        setenv("TMRUN_CUDA_GRAPHS", "0", 1);
+        ok = ok && decode_steps(mg, STEPS, eager);
+        unsetenv("TMRUN_CUDA_GRAPHS");
+        unsetenv("TMRUN_GEMM_TUNE");
+        if (ok) {
+            double scale = 0;
+            for (int i = 0; i < (STEPS + 1) * 97; i++) scale = fmax(scale, fabs(ref[i]));
+            double d_cpu = max_abs_diff(ref, got, (STEPS + 1) * 97), d_plain = max_abs_diff(plain, got, (STEPS + 1) * 97);
+            int same = memcmp(got, eager, sizeof got) == 0, same_plain = memcmp(got, plain, sizeof got) == 0;
+            printf("wide random model dtype %d, %d decode steps: cuda vs cpu max|d| %.3g, deferred vs not %.3g "
+                   "(max|ref| %.3g), graphs %s eager\n", dt, STEPS, d_cpu, d_plain, scale, same ? "==" : "!=");
+            double tol = (dt == TM_F16 ? 2e-2 : 1e-1) * (scale > 1 ? scale : 1);
+            CHECK(d_cpu < tol);
+            CHECK(same_plain);
+            CHECK(same);
+        }
+        tm_model_destroy(mc);
+        tm_model_destroy(mg);
+    }
+}
+
 int main(void)
 {
     RUN(test_random_deterministic);
@@ -192,5 +256,6 @@ int main(void)
     RUN(test_random_errors);
     RUN(test_random_cuda_matches_cpu);
     RUN(test_random_cuda_graphs_match_eager);
+    RUN(test_random_cuda_wide_decode);
     return tt_finish();
 }
