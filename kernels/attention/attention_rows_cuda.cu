@@ -219,15 +219,9 @@ template <int KIND, bool VEC, int MAXR> __global__ void __launch_bounds__(kThrea
     constexpr int C = MAXR == 1 ? 8 : MAXR >= 8 ? 2 : 4; // keys in flight per key group and loop step
     extern __shared__ float smem[];
     tmi_pdl_trigger(); // the o projection may start streaming its weights
-    // Launched as a programmatic dependent: a decode launch reads its sequence's
-    // metadata (staged before the step's first kernel) while kv_write finishes, and
-    // waits before q and the K/V rows, which kv_write wrote; prefill tiles come
-    // from plan_kernel.  Every block waits, work or not, so the chain stays ordered.
-    if (P.map) tmi_pdl_wait();
+    tmi_pdl_wait();    // launched as a programmatic dependent: q and K/V are kv_write's, the tiles plan_kernel's
     Work w;
-    const bool work = find_work<MAXR>(P, w);
-    if (!P.map) tmi_pdl_wait();
-    if (!work) return; // uniform over the block
+    if (!find_work<MAXR>(P, w)) return; // uniform over the block
     const SeqMeta &m = w.m;
     const int32_t d = P.head_dim, lpk = P.lpk, kpw = 32 / lpk, hist = m.kv_len - m.q_len;
     const int32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
