@@ -146,15 +146,21 @@ static void test_kv_write_errors(void)
 }
 
 /* With rope the op is tmi_rope_cpu and then the plain write, bit for bit: the same
- * pool and the same rotated q and k; rope arguments that break its rule fail. */
-static void test_kv_write_rope(void)
+ * pool and the same rotated q and k.  With the QKV GEMM's split sums too (common.h)
+ * it reads q, k and v as the sums (the CPU twin writes them into C first, which is
+ * NaN here): the same again as rope + write over the C they add up to.  Rope
+ * arguments that break its rule fail, and so do sums without rope or not holding
+ * x and v. */
+static void rope_case(int with_sums)
 {
-    enum { N_Q = 4, N_KV = 2, HD = 8, BL = 4, ROWS = 3, LD = (N_Q + 2 * N_KV) * HD };
+    enum { N_Q = 4, N_KV = 2, HD = 8, BL = 4, ROWS = 3, LD = (N_Q + 2 * N_KV) * HD, SPLITS = 3 };
     int32_t table[2] = {1, 0}, pos[ROWS] = {3, 4, 5};
     tmi_attn_seq seq = {.q_start = 0, .q_len = ROWS, .kv_len = 6, .block_table = table};
-    float x1[ROWS * LD], x2[ROWS * LD], inv_freq[HD / 2], pool1[2 * 2 * N_KV * BL * HD], pool2[sizeof pool1 / 4];
-    tt_fill_random(x1, ROWS * LD, 21);
-    memcpy(x2, x1, sizeof x1);
+    static float part[SPLITS * ROWS * LD], bias[LD], x1[ROWS * LD], x2[ROWS * LD];
+    float inv_freq[HD / 2], pool1[2 * 2 * N_KV * BL * HD], pool2[sizeof pool1 / 4];
+    tt_fill_random(bias, LD, 61);
+    tt_split_sums_fill(part, SPLITS, ROWS, LD, bias, x1, LD, 62);
+    for (int i = 0; i < ROWS * LD; i++) x2[i] = with_sums ? NAN : x1[i];
     for (int i = 0; i < HD / 2; i++) inv_freq[i] = powf(10000.0f, -2.0f * (float)i / HD);
     for (size_t i = 0; i < sizeof pool1 / 4; i++) pool1[i] = pool2[i] = SENTINEL;
     tmi_kv_cache cache = {.base = pool1, .dtype = TM_F32, .n_kv_head = N_KV, .head_dim = HD, .block_len = BL,
@@ -166,14 +172,30 @@ static void test_kv_write_rope(void)
                            .ldv = LD, .cache = cache};
     CHECK_STATUS(tmi_rope_cpu(&ex, &r), TM_OK);
     CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_OK);
+    tmi_split_sums s = {.splits = SPLITS, .part = part, .m = ROWS, .n = LD, .c = x2, .ldc = LD, .bias = bias,
+                        .bias_dtype = TM_F32};
     r.x = x2;
     a.k = x2 + N_Q * HD;
     a.v = x2 + (N_Q + N_KV) * HD;
     a.cache.base = pool2;
     a.rope = &r;
+    a.sums = with_sums ? &s : NULL;
     CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_OK);
     CHECK(memcmp(x1, x2, sizeof x1) == 0);
     CHECK(memcmp(pool1, pool2, sizeof pool1) == 0);
+    if (with_sums) {
+        a.rope = NULL;
+        CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_ERR_INVALID_ARG);
+        CHECK(strstr(tm_last_error(), "split sums need rope") != NULL);
+        a.rope = &r;
+        s.n = LD - 1; /* v's last column outside the sums */
+        CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_ERR_INVALID_ARG);
+        CHECK(strstr(tm_last_error(), "must lie in the split sums' c") != NULL);
+        s.n = LD;
+        s.part = NULL;
+        CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_ERR_INVALID_ARG);
+        return;
+    }
     tmi_rope_args bad = r;
     bad.n_head = N_Q; /* k is not its last heads */
     a.rope = &bad;
@@ -184,50 +206,9 @@ static void test_kv_write_rope(void)
     CHECK(strstr(tm_last_error(), "must cover the batch's 3 rows, got 2") != NULL);
 }
 
-/* With the QKV GEMM's split sums (common.h) the op reads q, k and v as the sums:
- * the same pool and rotated rows as rope + write over the C they add up to (the
- * CPU twin writes the sums into C first); sums need rope and must hold x and v. */
-static void test_kv_write_split_sums(void)
-{
-    enum { N_Q = 4, N_KV = 2, HD = 8, BL = 4, ROWS = 3, LD = (N_Q + 2 * N_KV) * HD, SPLITS = 3 };
-    int32_t table[2] = {1, 0}, pos[ROWS] = {3, 4, 5};
-    tmi_attn_seq seq = {.q_start = 0, .q_len = ROWS, .kv_len = 6, .block_table = table};
-    static float part[SPLITS * ROWS * LD], bias[LD], x1[ROWS * LD], x2[ROWS * LD];
-    float inv_freq[HD / 2], pool1[2 * 2 * N_KV * BL * HD], pool2[sizeof pool1 / 4];
-    tt_fill_random(bias, LD, 61);
-    tt_split_sums_fill(part, SPLITS, ROWS, LD, bias, x1, LD, 62);
-    for (int i = 0; i < ROWS * LD; i++) x2[i] = NAN;
-    for (int i = 0; i < HD / 2; i++) inv_freq[i] = powf(10000.0f, -2.0f * (float)i / HD);
-    for (size_t i = 0; i < sizeof pool1 / 4; i++) pool1[i] = pool2[i] = SENTINEL;
-    tmi_kv_cache cache = {.base = pool1, .dtype = TM_F32, .n_kv_head = N_KV, .head_dim = HD, .block_len = BL,
-                          .v_offset = N_KV * BL * HD, .block_stride = 2 * N_KV * BL * HD};
-    tmi_exec ex = {.backend = TM_BACKEND_CPU};
-    tmi_rope_args r = {.n_tok = ROWS, .n_head = N_Q + N_KV, .head_dim = HD, .x = x1, .ld = LD, .pos = pos,
-                       .inv_freq = inv_freq, .attn_factor = 1.0f};
-    tmi_kv_write_args a = {.n_seq = 1, .seqs = &seq, .k = x1 + N_Q * HD, .ldk = LD, .v = x1 + (N_Q + N_KV) * HD,
-                           .ldv = LD, .cache = cache, .rope = &r};
-    CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_OK);
-    tmi_split_sums s = {.splits = SPLITS, .part = part, .m = ROWS, .n = LD, .c = x2, .ldc = LD, .bias = bias,
-                        .bias_dtype = TM_F32};
-    r.x = x2;
-    a.k = x2 + N_Q * HD;
-    a.v = x2 + (N_Q + N_KV) * HD;
-    a.cache.base = pool2;
-    a.sums = &s;
-    CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_OK);
-    CHECK(memcmp(x1, x2, sizeof x1) == 0);
-    CHECK(memcmp(pool1, pool2, sizeof pool1) == 0);
-    a.rope = NULL;
-    CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_ERR_INVALID_ARG);
-    CHECK(strstr(tm_last_error(), "split sums need rope") != NULL);
-    a.rope = &r;
-    s.n = LD - 1; /* v's last column outside the sums */
-    CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_ERR_INVALID_ARG);
-    CHECK(strstr(tm_last_error(), "must lie in the split sums' c") != NULL);
-    s.n = LD;
-    s.part = NULL;
-    CHECK_STATUS(tmi_kv_write_cpu(&ex, &a), TM_ERR_INVALID_ARG);
-}
+static void test_kv_write_rope(void) { rope_case(0); }
+
+static void test_kv_write_split_sums(void) { rope_case(1); }
 
 int main(void)
 {

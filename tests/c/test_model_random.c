@@ -26,19 +26,27 @@ static tm_model_params shape(tm_backend backend)
     return p;
 }
 
-/* Logits of the last of 5 prompt tokens, into out[97]. */
-static int eval(tm_model *m, float *out)
+/* Each step's logits of a 5-token prompt and then `steps` single tokens, into
+ * out[(steps + 1) * 97]. */
+static int decode_steps(tm_model *m, int steps, int32_t block_len, float *out)
 {
     static const int32_t prompt[5] = {3, 50, 7, 96, 11};
     tm_context *ctx = NULL;
     tm_context_params cp = tm_context_default_params();
-    cp.max_tokens = 16;
-    cp.block_len = 4;
+    cp.max_tokens = 16 + steps;
+    cp.block_len = block_len;
     int ok = CHECK_STATUS(tm_context_create(m, &cp, &ctx), TM_OK) &&
              CHECK_STATUS(tm_context_eval(ctx, prompt, 5, out, 0), TM_OK);
+    for (int t = 1; ok && t <= steps; t++) {
+        int32_t tok = (t * 29 + 1) % 97;
+        ok = CHECK_STATUS(tm_context_eval(ctx, &tok, 1, out + (size_t)t * 97, 0), TM_OK);
+    }
     tm_context_destroy(ctx);
     return ok;
 }
+
+/* Logits of the last of 5 prompt tokens, into out[97]. */
+static int eval(tm_model *m, float *out) { return decode_steps(m, 0, 4, out); }
 
 static double max_abs_diff(const float *a, const float *b, int n)
 {
@@ -155,24 +163,6 @@ static int decode_run(tm_model *m, float *out)
     return ok;
 }
 
-/* Each step's logits of a 5-token prompt and then `steps` single tokens. */
-static int decode_steps(tm_model *m, int steps, float *out)
-{
-    static const int32_t prompt[5] = {3, 50, 7, 96, 11};
-    tm_context *ctx = NULL;
-    tm_context_params cp = tm_context_default_params();
-    cp.max_tokens = 64;
-    cp.block_len = 16;
-    int ok = CHECK_STATUS(tm_context_create(m, &cp, &ctx), TM_OK) &&
-             CHECK_STATUS(tm_context_eval(ctx, prompt, 5, out, 0), TM_OK);
-    for (int t = 1; ok && t <= steps; t++) {
-        int32_t tok = (t * 29 + 1) % 97;
-        ok = CHECK_STATUS(tm_context_eval(ctx, &tok, 1, out + (size_t)t * 97, 0), TM_OK);
-    }
-    tm_context_destroy(ctx);
-    return ok;
-}
-
 /* CUDA graph replay computes what the eager steps compute, bit for bit. */
 static void test_random_cuda_graphs_match_eager(void)
 {
@@ -224,12 +214,12 @@ static void test_random_cuda_wide_decode(void)
         int ok = CHECK_STATUS(tm_model_create_random(&pc, (tm_dtype)dt, 13, &mc), TM_OK) &&
                  CHECK_STATUS(tm_model_create_random(&pg, (tm_dtype)dt, 13, &mg), TM_OK);
         setenv("TMRUN_GEMM_TUNE", "0", 1);
-        ok = ok && decode_steps(mc, STEPS, ref) && decode_steps(mg, STEPS, got);
+        ok = ok && decode_steps(mc, STEPS, 16, ref) && decode_steps(mg, STEPS, 16, got);
         setenv("TMRUN_GEMM_DEFER", "0", 1);
-        ok = ok && decode_steps(mg, STEPS, plain);
+        ok = ok && decode_steps(mg, STEPS, 16, plain);
         unsetenv("TMRUN_GEMM_DEFER");
         setenv("TMRUN_CUDA_GRAPHS", "0", 1);
-        ok = ok && decode_steps(mg, STEPS, eager);
+        ok = ok && decode_steps(mg, STEPS, 16, eager);
         unsetenv("TMRUN_CUDA_GRAPHS");
         unsetenv("TMRUN_GEMM_TUNE");
         if (ok) {
