@@ -36,9 +36,12 @@ run)
   unpack
   export TMRUN_HOME=$PWD LD_LIBRARY_PATH=$PWD/.dev/gpu:${LD_LIBRARY_PATH:-}
   export LUA_CPATH="$PWD/.dev/gpu/?.so;$PWD/.dev/gpu/lua/lib/?.so;;" LUA_PATH="$PWD/.dev/gpu/lua/share/?.lua;$PWD/.dev/gpu/lua/share/?/init.lua;;"
-  .dev/gpu/tmrun scripts/device/gpu_forward.lua
+  # every part runs whatever the one before gave (a failure must not hide the checks
+  # after it); the exit status says whether any failed
+  failed=""
+  .dev/gpu/tmrun scripts/device/gpu_forward.lua || failed+=" gpu_forward.lua"
   # the engine's C test (batching exactness, cancel, preemption, sessions, shutdown) on the GPU
-  TMRUN_TEST_BACKEND=cuda .dev/gpu/test_engine
+  TMRUN_TEST_BACKEND=cuda .dev/gpu/test_engine || failed+=" test_engine"
   # the Lua engine specs with every model on the GPU (TMRUN_BACKEND is the default backend).
   # They check batched requests against solo runs token for token on the bf16 demo model, so
   # they take the GEMM kernels whose results do not depend on the batch (docs/CUDA.md, "GEMM
@@ -48,9 +51,11 @@ run)
   # one of those calls that way.
   for spec in ${GPU_SPECS:-engine_spec}; do
     TMRUN_GEMM_SMALL_M=0 TMRUN_GEMM_TUNE=0 TMRUN_BACKEND=cuda TMRUN_BUILD_DIR=$PWD/.dev/gpu \
-      .dev/gpu/tmrun tests/lua/run_busted.lua "tests/lua/$spec.lua"
+      .dev/gpu/tmrun tests/lua/run_busted.lua "tests/lua/$spec.lua" || failed+=" $spec"
   done
   # a random model made on the GPU gives the CPU model's logits (same seed, same noise)
-  TMRUN_TEST_BACKEND=cuda .dev/gpu/test_model_random ;;
+  TMRUN_TEST_BACKEND=cuda .dev/gpu/test_model_random || failed+=" test_model_random"
+  if [ -n "$failed" ]; then echo "gpu_forward.sh: failed:$failed"; exit 1; fi
+  echo "gpu_forward.sh: all passed" ;;
 *) echo "usage: scripts/device/gpu_forward.sh build|run" >&2; exit 2 ;;
 esac
