@@ -5,12 +5,7 @@
 #ifndef TMI_SPLIT_SUMS_CUDA_H
 #define TMI_SPLIT_SUMS_CUDA_H
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-extern "C" {
-#include "common.h"
-}
+#include "vec_cuda.h"
 
 // s by value (kernel parameter); splits == 0: the element itself.
 __device__ inline float tmi_sums_read(const tmi_split_sums &s, const float *p, int64_t i)
@@ -19,11 +14,7 @@ __device__ inline float tmi_sums_read(const tmi_split_sums &s, const float *p, i
     const int64_t j = (int64_t)(p - s.c) - i * s.ldc;
     float sum = 0.0f;
     for (int32_t k = 0; k < s.splits; k++) sum += s.part[((int64_t)k * s.m + i) * s.n + j];
-    if (s.bias) {
-        if (s.bias_dtype == TM_F16) sum += __half2float(static_cast<const __half *>(s.bias)[j]);
-        else if (s.bias_dtype == TM_BF16) sum += __bfloat162float(static_cast<const __nv_bfloat16 *>(s.bias)[j]);
-        else sum += static_cast<const float *>(s.bias)[j];
-    }
+    if (s.bias) sum += tmi_load_any(s.bias, s.bias_dtype, j);
     return s.accumulate ? *p + sum : sum;
 }
 

@@ -1,11 +1,23 @@
-// vec_cuda.h - four consecutive fp32 values stored as one 16-byte float4, or rounded to
-// nearest even as two 16-bit pairs: the float4 paths of the elementwise kernels
-// (rmsnorm, silu_mul).  p must be aligned to the stored width.
+// vec_cuda.h - the element helpers the CUDA kernels share: four consecutive fp32
+// values stored as one 16-byte float4, or rounded to nearest even as two 16-bit
+// pairs (the float4 paths of rmsnorm and silu_mul; p aligned to the stored width),
+// and element i of an F32 / F16 / BF16 array as fp32 (exact).
 #ifndef TMI_VEC_CUDA_H
 #define TMI_VEC_CUDA_H
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+extern "C" {
+#include "common.h"
+}
+
+__device__ __forceinline__ float tmi_load_any(const void *p, tm_dtype dt, int64_t i)
+{
+    if (dt == TM_F16) return __half2float(static_cast<const __half *>(p)[i]);
+    if (dt == TM_BF16) return __uint_as_float((unsigned)static_cast<const unsigned short *>(p)[i] << 16);
+    return static_cast<const float *>(p)[i];
+}
 
 __device__ __forceinline__ void tmi_store4(float *p, float4 v) { *reinterpret_cast<float4 *>(p) = v; }
 

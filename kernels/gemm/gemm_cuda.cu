@@ -17,6 +17,8 @@
 #include <cuda_runtime.h>
 #include <stdlib.h>
 
+#include "../vec_cuda.h"
+
 extern "C" {
 #include "gemm.h"
 #include "gemm_small.h"
@@ -27,13 +29,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 1 << 16;
-
-__device__ inline float load(const void *p, tm_dtype dt, int64_t i)
-{
-    if (dt == TM_F16) return __half2float(static_cast<const __half *>(p)[i]);
-    if (dt == TM_BF16) return __uint_as_float((unsigned)static_cast<const unsigned short *>(p)[i] << 16);
-    return static_cast<const float *>(p)[i];
-}
 
 // dst[m][k] (ld k) = A rounded to nearest even in B's 16-bit dtype.
 template <class T>
@@ -65,7 +60,7 @@ __global__ void bias_kernel(int64_t m, int64_t n, const void *bias, tm_dtype bia
     const int64_t total = m * n, stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t i = idx / n, j = idx - i * n;
-        const float b = bias ? load(bias, bias_dtype, j) : 0.0f;
+        const float b = bias ? tmi_load_any(bias, bias_dtype, j) : 0.0f;
         float *cij = c + i * ldc + j;
         *cij = keep ? *cij + b : b;
     }

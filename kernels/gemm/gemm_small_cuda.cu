@@ -50,6 +50,7 @@
 #include <cuda_runtime.h>
 
 #include "../pdl_cuda.h"
+#include "../vec_cuda.h"
 
 extern "C" {
 #include "gemm_small.h"
@@ -83,12 +84,6 @@ struct small_params {
 };
 
 
-__device__ inline float load_any(const void *p, tm_dtype dt, int64_t i)
-{
-    if (dt == TM_F16) return __half2float(static_cast<const __half *>(p)[i]);
-    if (dt == TM_BF16) return __uint_as_float((unsigned)static_cast<const unsigned short *>(p)[i] << 16);
-    return static_cast<const float *>(p)[i];
-}
 
 // B goes global -> shared by cp.async (sm_80+): the copies hold no registers, so
 // a thread keeps S steps of loads in flight whatever M is.  Each thread copies
@@ -208,7 +203,7 @@ __device__ inline void load_a(float (&ar)[a_regs<M>()], const small_params &p, i
     for (int i = 0; i < a_regs<M>(); i++) {
         const int e = threadIdx.x + i * kThreads, r = e / kChunk, pp = e % kChunk;
         const int64_t kk = base + pp;
-        ar[i] = e < kChunk * M && r < p.m && kk < k1 ? load_any(p.a, p.a_dtype, r * p.lda + kk) : 0.0f;
+        ar[i] = e < kChunk * M && r < p.m && kk < k1 ? tmi_load_any(p.a, p.a_dtype, r * p.lda + kk) : 0.0f;
     }
 }
 
@@ -224,7 +219,7 @@ template <int M> __device__ inline void store_a(float *as /* [kChunk][M] */, con
 // C[i][j] (op)= sum (+ bias[j]), in the CPU twin's order: (sum + bias) + old C.
 __device__ inline void write_c(const small_params &p, int i, int64_t j, float sum)
 {
-    if (p.bias) sum += load_any(p.bias, p.bias_dtype, j);
+    if (p.bias) sum += tmi_load_any(p.bias, p.bias_dtype, j);
     float *c = p.c + i * p.ldc + j;
     *c = p.accumulate ? *c + sum : sum;
 }
