@@ -206,12 +206,11 @@ static tm_status rotary(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *
     return TM_OK;
 }
 
-/* Whether a GEMM may leave its k splits to the op after it (gemm.h): on unless
- * $TMRUN_GEMM_DEFER is "0" (read at every call, to compare the two on one build). */
-static int defer_wanted(void)
+/* Where a GEMM on the device may leave its k splits (gemm.h) when the op after it
+ * can take them (next_takes), or NULL: it writes C. */
+static tmi_split_sums *defer_into(const tmi_fwd_buffers *fb, int next_takes, tmi_split_sums *sums)
 {
-    const char *e = getenv("TMRUN_GEMM_DEFER");
-    return !(e && strcmp(e, "0") == 0);
+    return fb->on_device && fb->dev.defer_splits && next_takes ? sums : NULL;
 }
 
 static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_batch *b,
@@ -232,7 +231,7 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
     };
     int fuse = fb->on_device && fb->shared_freq;
     tmi_split_sums qkv_sums = {0};
-    tmi_split_sums *defer = fuse && !tmi_kv_is_quant(cache.dtype) && defer_wanted() ? &qkv_sums : NULL;
+    tmi_split_sums *defer = defer_into(fb, fuse && !tmi_kv_is_quant(cache.dtype), &qkv_sums);
     if ((s = linear(m, ex, fb, &L->qkv, fb->hn, p->hidden_size, n, fb->qkv, ldq, 0, defer))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_QKV);
     if (!fuse && (s = rotary(m, ex, fb, b))) return s;
@@ -277,7 +276,7 @@ static tm_status ffn_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffer
     tmi_split_sums gu_sums = {0}; /* on CUDA, silu_mul adds up the gate/up GEMM's k splits */
     a.sums = &gu_sums;
     if (L->w13.w) {
-        tmi_split_sums *defer = fb->on_device && defer_wanted() ? &gu_sums : NULL;
+        tmi_split_sums *defer = defer_into(fb, 1, &gu_sums);
         if ((s = linear(m, ex, fb, &L->w13, fb->hn, p->hidden_size, n, fb->gate, 2 * inter, 0, defer))) return s;
         a.ldg = a.ldu = 2 * inter;
         a.up = fb->gate + inter;

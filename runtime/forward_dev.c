@@ -68,6 +68,8 @@ tm_status tmi_fwd_dev_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n)
         return s;
     const char *env = getenv("TMRUN_CUDA_GRAPHS");
     fb->dev.graphs_on = !env ? 1 : strcmp(env, "0") == 0 ? 0 : strcmp(env, "require") == 0 ? 2 : 1;
+    env = getenv("TMRUN_GEMM_DEFER");
+    fb->dev.defer_splits = !(env && strcmp(env, "0") == 0);
     fb->attn = NULL; /* fp32 views of attn_out and up: the CPU's, not used here */
     fb->up = fb->gate + inter;
     /* the forward always passes meta_dev, so the attention part is its split-K

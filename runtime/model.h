@@ -90,11 +90,11 @@ typedef struct tmi_batch {
                                   buffer (fb->dev.logits) for sampling there */
 } tmi_batch;
 
-/* Activations and scratch of one runner (a context, or an engine rank): sized
- * once for up to cap_tok rows per forward, so the token loop never allocates. */
 /* Captured decode-step shapes a runner keeps (forward_graph.c). */
 #define TMI_FWD_GRAPHS 64
 
+/* Activations and scratch of one runner (a context, or an engine rank): sized
+ * once for up to cap_tok rows per forward, so the token loop never allocates. */
 typedef struct tmi_fwd_buffers {
     int32_t cap_tok;
     int32_t max_kv_len;
@@ -140,6 +140,8 @@ typedef struct tmi_fwd_buffers {
         int32_t plan_kv_len; /* this step's attention split plan bound (forward_graph.c) */
         int graphs_on;    /* decode steps replay CUDA graphs: 1; 0 never ($TMRUN_CUDA_GRAPHS=0);
                              2 a failed capture is an error ($TMRUN_CUDA_GRAPHS=require) */
+        int defer_splits; /* the QKV and gate/up GEMMs may leave their k splits to the op after
+                             them (gemm.h): 1; 0 with $TMRUN_GEMM_DEFER=0 */
         int32_t n_graphs, graph_evict;
         struct tmi_fwd_graph {
             int32_t n_tok, n_logits, plan_kv_len, block_len;
