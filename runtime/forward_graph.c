@@ -44,7 +44,7 @@ int32_t tmi_fwd_plan_kv_len(const tmi_fwd_buffers *fb, const tmi_batch *b)
 {
     int32_t longest = 0;
     for (int32_t s = 0; s < b->n_seq; s++)
-        if (b->seqs[s].q_len > 0 && b->seqs[s].q_len <= 8 && b->seqs[s].kv_len > longest) longest = b->seqs[s].kv_len;
+        if (b->seqs[s].q_len > 0 && b->seqs[s].q_len <= TMI_ATTN_DECODE_MAX_Q && b->seqs[s].kv_len > longest) longest = b->seqs[s].kv_len;
     if (longest == 0) return 0;
     int64_t plan = TMI_GRAPH_MIN_PLAN;
     while (plan < longest) plan *= 2;

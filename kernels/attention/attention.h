@@ -71,6 +71,10 @@ typedef struct tmi_attention_args {
                                splits past a sequence's keys exit at once */
 } tmi_attention_args;
 
+/* Rows of a sequence up to which the CUDA op treats it as decode (split-K, below);
+ * plan_kv_len bounds the key ranges of those sequences. */
+#define TMI_ATTN_DECODE_MAX_Q 8
+
 /* Scratch bytes for `threads` workers and the longest kv_len in the batch. */
 size_t tmi_attention_cpu_workspace(int32_t max_kv_len, int threads);
 tm_status tmi_attention_cpu(const tmi_exec *ex, const tmi_attention_args *a);

@@ -29,7 +29,7 @@ typedef struct tmi_kv_write_args {
                                  the workspace).  The CPU twin first writes the sums into c. */
 } tmi_kv_write_args;
 
-/* The rope argument's rule above (checked seqs); op names the caller in the message. */
+/* The rope and sums arguments' rules above (checked seqs); op names the caller in the message. */
 tm_status tmi_kv_write_check_rope(const char *op, const tmi_kv_write_args *a);
 
 tm_status tmi_kv_write_cpu(const tmi_exec *ex, const tmi_kv_write_args *a);
