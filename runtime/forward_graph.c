@@ -21,8 +21,9 @@
  * The shape: (rows, logit rows, plan bound, KV pool, block length).  A shape is
  * captured the second time it is seen, so the shapes of a changing batch that
  * come once cost no capture; at most TMI_FWD_GRAPHS are kept, replaced in turn.
- * A capture that fails for the graph machinery (not for an op's own error) turns
- * graphs off for the runner, which then runs every step eagerly, unless
+ * A step whose ops fail inside the capture runs again eagerly (the capture may have
+ * been broken from another thread).  A capture that the graph machinery refuses
+ * after its ops succeeded turns graphs off for the runner, which then runs every step eagerly, unless
  * $TMRUN_CUDA_GRAPHS is "require" (tests): then the step fails with the reason.
  * $TMRUN_CUDA_GRAPHS=0 runs every step eagerly. */
 #include <string.h>
@@ -113,12 +114,19 @@ tm_status tmi_fwd_graph_step(const tm_model *m, tmi_fwd_buffers *fb, const tmi_b
         tm_status body = tmi_forward_layers(m, fb, b, cache, ex);
         void *exec = NULL;
         s = tmi_cuda_graph_end(fb->dev.stream, body == TM_OK, &exec);
-        if (body) return body; /* the op's own error, as the eager step would give it */
+        /* An op that fails inside a capture may fail for the capture's sake: another
+         * thread's device-wide call (a second engine's cudaFree, a synchronous copy)
+         * can invalidate this thread's capture, and the next launch or cuBLAS call
+         * then reports that.  Nothing captured has run, so the step runs eagerly:
+         * an op's own error comes back from there, as the eager step gives it, and
+         * the shape is captured again the next time it comes. */
+        if (body) return tmi_forward_layers(m, fb, b, cache, ex);
         if (s) { /* the graph machinery refused: run eagerly from now on (unless graphs are required) */
             if (fb->dev.graphs_on == 2) return s;
             fb->dev.graphs_on = 0;
             return tmi_forward_layers(m, fb, b, cache, ex);
         }
+        if (!exec) return tmi_forward_layers(m, fb, b, cache, ex); /* broken from outside: eager now, again later */
         g->exec = exec;
     }
     return tmi_cuda_graph_launch(g->exec, fb->dev.stream);

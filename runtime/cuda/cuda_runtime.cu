@@ -134,6 +134,11 @@ extern "C" tm_status tmi_cuda_graph_end(void *stream, int ok, void **exec)
     cudaError_t e = cudaStreamEndCapture(static_cast<cudaStream_t>(stream), &g);
     if (e == cudaSuccess && ok) e = cudaGraphInstantiate(&x, g, 0);
     if (g) cudaGraphDestroy(g);
+    if (!ok) cudaGetLastError(); /* a launch error of the discarded capture must not reach the next launch */
+    if (e == cudaErrorStreamCaptureInvalidated) { /* broken from outside (another thread's device-wide call) */
+        cudaGetLastError();
+        return TM_OK;
+    }
     if (e != cudaSuccess) {
         cudaGetLastError(); /* a failed capture is not sticky: the stream works eagerly again */
         return ok ? tmi_fail(TM_ERR_DEVICE, "capturing a CUDA graph: %s", cudaGetErrorString(e)) : TM_OK;

@@ -46,7 +46,9 @@ double tmi_cuda_event_elapsed(void *start, void *end); /* seconds; 0 on error */
  * capturing stream (thread-local mode: other threads' CUDA calls are not
  * disturbed); end stops it and, when *ok, instantiates what was captured into
  * *exec.  A failed op inside the capture leaves the stream capturing: end with
- * ok = 0 discards it, and returns TM_OK.  launch replays exec on stream. */
+ * ok = 0 discards it, and returns TM_OK.  A capture invalidated from outside (a
+ * device-wide call of another thread) also returns TM_OK, with *exec NULL: nothing
+ * to replay, and the stream works eagerly again.  launch replays exec on stream. */
 tm_status tmi_cuda_graph_begin(void *stream);
 tm_status tmi_cuda_graph_end(void *stream, int ok, void **exec);
 tm_status tmi_cuda_graph_launch(void *exec, void *stream);
