@@ -1,7 +1,8 @@
 // vec_cuda.h - the element helpers the CUDA kernels share: four consecutive fp32
 // values stored as one 16-byte float4, or rounded to nearest even as two 16-bit
 // pairs (the float4 paths of rmsnorm and silu_mul; p aligned to the stored width),
-// and element i of an F32 / F16 / BF16 array as fp32 (exact).
+// element i of an F32 / F16 / BF16 array as fp32 (exact), and a value as a store of
+// it to such an array would leave it (what a fused consumer reads instead).
 #ifndef TMI_VEC_CUDA_H
 #define TMI_VEC_CUDA_H
 
@@ -17,6 +18,15 @@ __device__ __forceinline__ float tmi_load_any(const void *p, tm_dtype dt, int64_
     if (dt == TM_F16) return __half2float(static_cast<const __half *>(p)[i]);
     if (dt == TM_BF16) return __uint_as_float((unsigned)static_cast<const unsigned short *>(p)[i] << 16);
     return static_cast<const float *>(p)[i];
+}
+
+// v after a store to an array of dtype dt and a tmi_load_any of it: rounded to
+// nearest even for F16 and BF16, itself for F32.
+__device__ __forceinline__ float tmi_round_to(tm_dtype dt, float v)
+{
+    if (dt == TM_F16) return __half2float(__float2half_rn(v));
+    if (dt == TM_BF16) return __bfloat162float(__float2bfloat16_rn(v));
+    return v;
 }
 
 __device__ __forceinline__ void tmi_store4(float *p, float4 v) { *reinterpret_cast<float4 *>(p) = v; }

@@ -109,11 +109,13 @@ int64_t tmi_model_kv_block_bytes(const tm_model *m, int32_t block_len)
 }
 
 /* y = x l (+ y): x is [rows][ldx] of the buffers' act_dtype.  defer (NULL, or zeroed
- * by the caller): the GEMM may leave y as split sums for the next op (gemm.h). */
+ * by the caller): the GEMM may leave y as split sums for the next op (gemm.h).
+ * src (NULL, or from fuse_into): x is that op's output, not yet written. */
 static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_fwd_buffers *fb, const tmi_linear *l,
                         const void *x, int64_t ldx, int64_t rows, float *y, int64_t ldy, int accumulate,
-                        tmi_split_sums *defer)
+                        tmi_split_sums *defer, const tmi_gemm_a_src *src)
 {
+    if (l->qweight && src) return tmi_fail(TM_ERR_INTERNAL, "forward: an int4 projection cannot take its input's op");
     if (l->qweight) {
         if (!m->ops->gemm_w4a16)
             return tmi_fail(TM_ERR_UNSUPPORTED, "backend %s has no int4 (W4A16) GEMM", m->ops->name);
@@ -131,7 +133,7 @@ static tm_status linear(const tm_model *m, const tmi_exec *ex, const tmi_fwd_buf
         .a = x, .a_dtype = fb->act_dtype, .lda = ldx,
         .b = l->w, .b_dtype = l->dtype, .ldb = l->out,
         .bias = l->bias, .bias_dtype = l->bias_dtype,
-        .c = y, .ldc = ldy, .accumulate = accumulate, .defer = defer,
+        .c = y, .ldc = ldy, .accumulate = accumulate, .defer = defer, .a_src = src,
     };
     return m->ops->gemm(ex, &g);
 }
@@ -142,14 +144,21 @@ static void observe(const tmi_fwd_buffers *fb, tmi_obs_site site, const float *x
     if (fb->observer && !fb->on_device) fb->observer->fn(fb->observer->ctx, fb->layer, site, x, ld, rows, cols);
 }
 
-static tm_status rmsnorm(const tm_model *m, const tmi_exec *ex, const tmi_vec *w, const float *x, void *out,
-                         tm_dtype out_dtype, int64_t rows)
+static tmi_rmsnorm_args norm_args(const tm_model *m, const tmi_vec *w, const float *x, void *out,
+                                  tm_dtype out_dtype, int64_t rows)
 {
     int64_t d = m->p.hidden_size;
     tmi_rmsnorm_args a = {
         .n = rows, .d = d, .x = x, .ldx = d, .weight = w->data, .w_dtype = w->dtype,
         .eps = m->p.norm_eps, .out = out, .ldo = d, .out_dtype = out_dtype,
     };
+    return a;
+}
+
+static tm_status rmsnorm(const tm_model *m, const tmi_exec *ex, const tmi_vec *w, const float *x, void *out,
+                         tm_dtype out_dtype, int64_t rows)
+{
+    tmi_rmsnorm_args a = norm_args(m, w, x, out, out_dtype, rows);
     return m->ops->rmsnorm(ex, &a);
 }
 
@@ -213,6 +222,17 @@ static tmi_split_sums *defer_into(const tmi_fwd_buffers *fb, int next_takes, tmi
     return fb->on_device && fb->dev.defer_splits && next_takes ? sums : NULL;
 }
 
+/* src, when the GEMM of projection l on the device is to take the op that writes its
+ * input (gemm.h's a_src: at one row, the op's kernel is saved), or NULL: the forward
+ * runs that op itself.  Only the input's one reader may take it. */
+static const tmi_gemm_a_src *fuse_into(const tmi_fwd_buffers *fb, const tmi_linear *l, const tmi_gemm_a_src *src)
+{
+    int kind = src->kind == TMI_GEMM_A_RMSNORM ? TMI_FUSE_NORM
+               : src->kind == TMI_GEMM_A_SILU_MUL ? TMI_FUSE_SILU
+                                                  : TMI_FUSE_MERGE;
+    return fb->on_device && (fb->dev.fuse_a & kind) && !l->qweight ? src : NULL;
+}
+
 static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *fb, const tmi_batch *b,
                                  const tmi_layer *L, tmi_kv_cache cache, int64_t n)
 {
@@ -220,7 +240,10 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
     int64_t hd = p->size_per_head, ldq = qkv_cols(p);
     int64_t q_cols = (int64_t)p->head_num * hd, kv_cols = (int64_t)p->kv_head_num * hd;
     tm_status s;
-    if ((s = rmsnorm(m, ex, &L->attn_norm, fb->x, fb->hn, fb->act_dtype, n))) return s;
+    tmi_rmsnorm_args norm = norm_args(m, &L->attn_norm, fb->x, fb->hn, fb->act_dtype, n);
+    const tmi_gemm_a_src norm_src = {.kind = TMI_GEMM_A_RMSNORM, .norm = &norm};
+    const tmi_gemm_a_src *qkv_src = fuse_into(fb, &L->qkv, &norm_src);
+    if (!qkv_src && (s = m->ops->rmsnorm(ex, &norm))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_NORM);
     observe(fb, TMI_OBS_ATTN_IN, fb->h, p->hidden_size, n, p->hidden_size);
     /* on CUDA with one set of frequencies, kv_write rotates q and k itself (one
@@ -232,7 +255,7 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
     int fuse = fb->on_device && fb->shared_freq;
     tmi_split_sums qkv_sums = {0};
     tmi_split_sums *defer = defer_into(fb, fuse && !tmi_kv_is_quant(cache.dtype), &qkv_sums);
-    if ((s = linear(m, ex, fb, &L->qkv, fb->hn, p->hidden_size, n, fb->qkv, ldq, 0, defer))) return s;
+    if ((s = linear(m, ex, fb, &L->qkv, fb->hn, p->hidden_size, n, fb->qkv, ldq, 0, defer, qkv_src))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_QKV);
     if (!fuse && (s = rotary(m, ex, fb, b))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_ROPE);
@@ -251,10 +274,14 @@ static tm_status attention_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_
         .scale = 1.0f / sqrtf((float)hd), .window = p->sliding_window, .meta_dev = fb->dev.meta,
         .plan_kv_len = fb->dev.plan_kv_len,
     };
+    tmi_attn_merge merge = {0}; /* on CUDA at one row, the o projection merges the splits */
+    const tmi_gemm_a_src merge_src = {.kind = TMI_GEMM_A_ATTN_MERGE, .merge = &merge};
+    const tmi_gemm_a_src *o_src = fuse_into(fb, &L->wo, &merge_src);
+    at.defer_merge = o_src ? &merge : NULL;
     if ((s = m->ops->attention(ex, &at))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_ATTENTION);
     observe(fb, TMI_OBS_O_IN, fb->attn, q_cols, n, q_cols);
-    s = linear(m, ex, fb, &L->wo, fb->attn_out, q_cols, n, fb->x, p->hidden_size, 1, NULL);
+    s = linear(m, ex, fb, &L->wo, fb->attn_out, q_cols, n, fb->x, p->hidden_size, 1, NULL, o_src);
     tmi_prof_mark(fb->prof, TMI_PROF_O);
     return s;
 }
@@ -266,7 +293,10 @@ static tm_status ffn_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffer
     const tm_model_params *p = &m->p;
     int64_t inter = p->inter_size;
     tm_status s;
-    if ((s = rmsnorm(m, ex, &L->ffn_norm, fb->x, fb->hn, fb->act_dtype, n))) return s;
+    tmi_rmsnorm_args norm = norm_args(m, &L->ffn_norm, fb->x, fb->hn, fb->act_dtype, n);
+    const tmi_gemm_a_src norm_src = {.kind = TMI_GEMM_A_RMSNORM, .norm = &norm};
+    const tmi_gemm_a_src *gu_src = L->w13.w ? fuse_into(fb, &L->w13, &norm_src) : NULL; /* w1, w3: two readers */
+    if (!gu_src && (s = m->ops->rmsnorm(ex, &norm))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_NORM);
     observe(fb, TMI_OBS_FFN_IN, fb->h, p->hidden_size, n, p->hidden_size);
     tmi_silu_mul_args a = {
@@ -277,18 +307,21 @@ static tm_status ffn_block(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffer
     a.sums = &gu_sums;
     if (L->w13.w) {
         tmi_split_sums *defer = defer_into(fb, 1, &gu_sums);
-        if ((s = linear(m, ex, fb, &L->w13, fb->hn, p->hidden_size, n, fb->gate, 2 * inter, 0, defer))) return s;
+        if ((s = linear(m, ex, fb, &L->w13, fb->hn, p->hidden_size, n, fb->gate, 2 * inter, 0, defer, gu_src)))
+            return s;
         a.ldg = a.ldu = 2 * inter;
         a.up = fb->gate + inter;
     } else {
-        if ((s = linear(m, ex, fb, &L->w1, fb->hn, p->hidden_size, n, fb->gate, inter, 0, NULL))) return s;
-        if ((s = linear(m, ex, fb, &L->w3, fb->hn, p->hidden_size, n, fb->up, inter, 0, NULL))) return s;
+        if ((s = linear(m, ex, fb, &L->w1, fb->hn, p->hidden_size, n, fb->gate, inter, 0, NULL, NULL))) return s;
+        if ((s = linear(m, ex, fb, &L->w3, fb->hn, p->hidden_size, n, fb->up, inter, 0, NULL, NULL))) return s;
     }
     tmi_prof_mark(fb->prof, TMI_PROF_GATE_UP);
-    if ((s = m->ops->silu_mul(ex, &a))) return s;
+    const tmi_gemm_a_src silu_src = {.kind = TMI_GEMM_A_SILU_MUL, .silu = &a};
+    const tmi_gemm_a_src *down_src = fuse_into(fb, &L->w2, &silu_src);
+    if (!down_src && (s = m->ops->silu_mul(ex, &a))) return s;
     tmi_prof_mark(fb->prof, TMI_PROF_SILU);
     observe(fb, TMI_OBS_DOWN_IN, fb->gate, inter, n, inter);
-    s = linear(m, ex, fb, &L->w2, fb->act, inter, n, fb->x, p->hidden_size, 1, NULL);
+    s = linear(m, ex, fb, &L->w2, fb->act, inter, n, fb->x, p->hidden_size, 1, NULL, down_src);
     tmi_prof_mark(fb->prof, TMI_PROF_DOWN);
     return s;
 }
@@ -304,7 +337,7 @@ static tm_status logits(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *
         for (int32_t i = 0; i < b->n_logits; i++)
             memcpy(fb->h + (int64_t)i * d, fb->x + (int64_t)b->logit_rows[i] * d, (size_t)d * sizeof(float));
         if ((s = rmsnorm(m, ex, &m->norm, fb->h, fb->h, TM_F32, b->n_logits))) return s;
-        return linear(m, ex, fb, &m->output, fb->h, d, b->n_logits, b->logits, vocab, 0, NULL);
+        return linear(m, ex, fb, &m->output, fb->h, d, b->n_logits, b->logits, vocab, 0, NULL, NULL);
     }
     tmi_embedding_args g = {
         .n = b->n_logits, .ids = fb->dev.rows, .table = fb->x, .dtype = TM_F32, .vocab = b->n_tok, .d = d,
@@ -312,7 +345,7 @@ static tm_status logits(const tm_model *m, const tmi_exec *ex, tmi_fwd_buffers *
     };
     if ((s = m->ops->embedding(ex, &g)) || (s = rmsnorm(m, ex, &m->norm, fb->h, fb->hn, fb->act_dtype, b->n_logits)))
         return s;
-    return linear(m, ex, fb, &m->output, fb->hn, d, b->n_logits, fb->dev.logits, vocab, 0, NULL);
+    return linear(m, ex, fb, &m->output, fb->hn, d, b->n_logits, fb->dev.logits, vocab, 0, NULL, NULL);
 }
 
 static tm_status check_batch(const tm_model *m, const tmi_fwd_buffers *fb, const tmi_batch *b)

@@ -92,6 +92,8 @@ typedef struct tmi_batch {
 
 /* Captured decode-step shapes a runner keeps (forward_graph.c). */
 #define TMI_FWD_GRAPHS 64
+/* The ops a projection's GEMM may take from before it (fuse_a, forward.c). */
+enum { TMI_FUSE_NORM = 1, TMI_FUSE_SILU = 2, TMI_FUSE_MERGE = 4 };
 
 /* Activations and scratch of one runner (a context, or an engine rank): sized
  * once for up to cap_tok rows per forward, so the token loop never allocates. */
@@ -142,6 +144,8 @@ typedef struct tmi_fwd_buffers {
                              2 a failed capture is an error ($TMRUN_CUDA_GRAPHS=require) */
         int defer_splits; /* the QKV and gate/up GEMMs may leave their k splits to the op after
                              them (gemm.h): 1; 0 with $TMRUN_GEMM_DEFER=0 */
+        int fuse_a;       /* TMI_FUSE_* kinds of op a GEMM takes from before it (gemm.h's
+                             a_src): all; $TMRUN_GEMM_FUSE=0 none, or a list (forward_dev.c) */
         int32_t n_graphs, graph_evict;
         struct tmi_fwd_graph {
             int32_t n_tok, n_logits, plan_kv_len, block_len;

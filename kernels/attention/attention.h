@@ -47,6 +47,24 @@ typedef struct tmi_kv_cache {
                                [4][n_kv_head] fp32: k_scale, k_zp, v_scale, v_zp */
 } tmi_kv_cache;
 
+/* A CUDA decode call's split-K partial states that the op left for the op after it
+ * to merge (tmi_attention_args.defer_merge), which saves the merge kernel: the GEMM
+ * of the o projection computes each element of out as the merge would have stored
+ * it (gemm.h's a_src).  Left only when every sequence of the call has exactly one
+ * new row and sequence s's row is row s.  nsplit == 0: nothing is left, out holds
+ * the result.  The partials live in ex->workspace until it is next written. */
+typedef struct tmi_attn_merge {
+    int32_t nsplit;         /* splits the partials have room for; 0: nothing left */
+    int32_t split_len;      /* keys a split */
+    int32_t n_seq, n_head, head_dim, window;
+    const int32_t *meta;    /* device, [n_seq][4] (paged_kv_cuda.h): a sequence's splits come from it */
+    const float *part_acc;  /* device, [n_seq][n_head][nsplit][head_dim] fp32, unnormalised */
+    const float *part_ml;   /* device, [n_seq][n_head][nsplit][2] fp32 {max (log2 units), sum} */
+    void *out;              /* [n_seq][ldo] of out_dtype: a sequence with one split was written there */
+    int64_t ldo;
+    tm_dtype out_dtype;
+} tmi_attn_merge;
+
 typedef struct tmi_attention_args {
     int32_t n_seq;
     const tmi_attn_seq *seqs;
@@ -69,6 +87,8 @@ typedef struct tmi_attention_args {
                                split-K plan is made for instead of this batch's longest range, so
                                one launch shape (a captured graph) serves every batch under it;
                                splits past a sequence's keys exit at once */
+    tmi_attn_merge *defer_merge; /* CUDA only: NULL, or filled in (above): where the op may leave its
+                                    split-K merge to the o projection (the CPU twin sets nsplit 0) */
 } tmi_attention_args;
 
 /* Rows of a sequence up to which the CUDA op treats it as decode (split-K, below);
@@ -107,5 +127,8 @@ size_t tmi_attention_cuda_workspace(const tmi_attention_args *a);
 size_t tmi_attention_cuda_workspace_bound(int32_t max_tok, int32_t max_seq, int32_t max_kv_len, int32_t block_len,
                                           int32_t n_head, int32_t head_dim);
 tm_status tmi_attention_cuda(const tmi_exec *ex, const tmi_attention_args *a);
+/* Merges what a call left in *m into m->out on ex->stream (the merge kernel it
+ * saved); nothing when m->nsplit == 0. */
+tm_status tmi_attention_cuda_merge(const tmi_exec *ex, const tmi_attn_merge *m);
 
 #endif

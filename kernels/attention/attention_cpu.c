@@ -274,6 +274,7 @@ static tm_status attention_check(const tmi_exec *ex, const tmi_attention_args *a
 tm_status tmi_attention_cpu(const tmi_exec *ex, const tmi_attention_args *a)
 {
     if (!ex || !a) return tmi_fail(TM_ERR_INVALID_ARG, "attention: exec and args must not be NULL");
+    if (a->defer_merge) a->defer_merge->nsplit = 0; /* no splits here: out is always written */
     if (a->n_seq == 0) return TM_OK;
     int32_t max_kv_len = 0;
     tm_status st = attention_check(ex, a, &max_kv_len);

@@ -193,6 +193,15 @@ tm_status plan_splits(const Batch &b, int maxr, Params *P)
     return TM_OK;
 }
 
+// Every sequence has one new row, and sequence s's is row s: what a merge left to
+// the o projection needs (its row i is sequence i's).
+bool one_row_each(const tmi_attention_args *a)
+{
+    for (int32_t s = 0; s < a->n_seq; s++)
+        if (a->seqs[s].q_len != 1 || a->seqs[s].q_start != s) return false;
+    return true;
+}
+
 tm_status launched(cudaError_t e, const char *what)
 {
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "attention_cuda: %s launch failed: %s", what, cudaGetErrorString(e));
@@ -235,6 +244,7 @@ extern "C" size_t tmi_attention_cuda_workspace_bound(int32_t max_tok, int32_t ma
 extern "C" tm_status tmi_attention_cuda(const tmi_exec *ex, const tmi_attention_args *a)
 {
     if (!ex || !a) return tmi_fail(TM_ERR_INVALID_ARG, "attention_cuda: exec and args must not be NULL");
+    if (a->defer_merge) a->defer_merge->nsplit = 0;
     if (a->n_seq == 0) return TM_OK;
     Batch b;
     tm_status st = attention_check(ex, a, &b);
@@ -262,7 +272,13 @@ extern "C" tm_status tmi_attention_cuda(const tmi_exec *ex, const tmi_attention_
             P.part_ml = reinterpret_cast<float2 *>(ws + b.part_acc);
         }
         if ((st = launched(launch_decode(P, kind, vec, maxr, a->n_seq, stream), "decode")) != TM_OK) return st;
-        if (P.nsplit > 1 && (st = launched(launch_combine(P, a->n_seq, stream), "split merge")) != TM_OK) return st;
+        if (P.nsplit > 1 && a->defer_merge && one_row_each(a)) { // the o projection merges (attention.h)
+            *a->defer_merge = tmi_attn_merge{P.nsplit, P.split_len, a->n_seq, P.n_head, P.head_dim, P.window,
+                                             meta, P.part_acc, reinterpret_cast<const float *>(P.part_ml),
+                                             P.out, P.ldo, (tm_dtype)P.out_dtype};
+        } else if (P.nsplit > 1 && (st = launched(launch_combine(P, a->n_seq, stream), "split merge")) != TM_OK) {
+            return st;
+        }
     }
     if (b.prefill_tiles) {
         int2 *map = reinterpret_cast<int2 *>(ws + b.part_acc + b.part_ml);
@@ -276,4 +292,27 @@ extern "C" tm_status tmi_attention_cuda(const tmi_exec *ex, const tmi_attention_
         if ((st = launched(launch_prefill(P, kind, vec, b.prefill_tiles, stream), "prefill")) != TM_OK) return st;
     }
     return TM_OK;
+}
+
+extern "C" tm_status tmi_attention_cuda_merge(const tmi_exec *ex, const tmi_attn_merge *m)
+{
+    if (!ex || !m) return tmi_fail(TM_ERR_INVALID_ARG, "attention_cuda: exec and merge must not be NULL");
+    if (m->nsplit <= 0 || m->n_seq <= 0) return TM_OK;
+    if (!m->meta || !m->part_acc || !m->part_ml || !m->out || m->n_head <= 0 || m->head_dim <= 0 ||
+        m->head_dim > kMaxHeadDim || m->split_len <= 0 || m->ldo < (int64_t)m->n_head * m->head_dim)
+        return tmi_fail(TM_ERR_INVALID_ARG, "attention_cuda: a left merge needs its partials, meta and out");
+    Params P = {};
+    P.meta = reinterpret_cast<const tmi_kv_cuda::SeqMeta *>(m->meta);
+    P.out = m->out;
+    P.ldo = m->ldo;
+    P.out_dtype = (int32_t)m->out_dtype;
+    P.head_dim = m->head_dim;
+    P.window = m->window;
+    P.n_head = m->n_head;
+    P.nsplit = m->nsplit;
+    P.split_len = m->split_len;
+    P.q_slot = 1;
+    P.part_acc = const_cast<float *>(m->part_acc);
+    P.part_ml = reinterpret_cast<float2 *>(const_cast<float *>(m->part_ml));
+    return launched(launch_combine(P, m->n_seq, static_cast<cudaStream_t>(ex->stream)), "split merge");
 }

@@ -23,7 +23,7 @@ constexpr int kMaxHeadDim = 256;
 constexpr int kChunk = 8;          // dims of a key row one lane reads
 constexpr int kDecodeMaxQ = TMI_ATTN_DECODE_MAX_Q; // rows of a sequence with q_len <= this run split-K
 constexpr int kPrefillPairs = 8;   // (row, head) pairs a prefill block takes
-constexpr int kMaxSplits = 64;     // the merge kernel holds two split weights a lane
+constexpr int kMaxSplits = 64;     // splits of a decode row: bounds the partials
 constexpr int kMinSplitLen = 64;   // keys: shorter splits spend more on their epilogue than they save
 constexpr int kSplitAlign = 64;
 constexpr int kBlocksPerSm = 4;    // split-K aims at this many blocks per multiprocessor

@@ -17,6 +17,7 @@
 #include <cuda_fp16.h>
 
 #include "attention_kernels_cuda.h"
+#include "attention_merge_cuda.h"
 #include "../pdl_cuda.h"
 
 namespace tmi_attn_cuda {
@@ -160,8 +161,7 @@ __device__ inline void store_out(void *out, int32_t dtype, int64_t idx, float v)
     else static_cast<float *>(out)[idx] = v;
 }
 
-// Weight of a softmax state with max m when merged under the common max mm.
-__device__ inline float merge_weight(float m, float mm) { return m == -INFINITY ? 0.0f : exp2f(m - mm); }
+__device__ __forceinline__ float merge_weight(float m, float mm) { return tmi_attn_merge_weight(m, mm); }
 
 // Sum over the lpk lanes that read one key row (lpk a power of two, uniform).
 __device__ inline float key_group_sum(float x, int32_t lpk)
@@ -201,7 +201,7 @@ template <int MAXR> __device__ inline bool find_work(const Params &P, Work &w)
     w.nsplit_s = 1;
     if (!P.map) { // the splits tile [kb_seq, kv_len) the same way for every row tile (combine_kernel too)
         const int32_t kb_seq = P.window > 0 ? max(0, hist - P.window + 1) : 0;
-        w.nsplit_s = (int32_t)(((int64_t)m.kv_len - kb_seq + P.split_len - 1) / P.split_len);
+        w.nsplit_s = tmi_attn_seq_splits(m, P.window, P.split_len);
         if (w.split >= w.nsplit_s) return false;
         const int64_t lo = (int64_t)kb_seq + (int64_t)w.split * P.split_len;
         w.kb = (int32_t)max((int64_t)w.kb, lo);
@@ -403,7 +403,8 @@ template <int KIND, bool VEC, int MAXR> __global__ void __launch_bounds__(kThrea
     }
 }
 
-// grid (ceil(n_head / kWarps), q_slot, n_seq): a warp per (decode row, head).
+// grid (ceil(n_head / kWarps), q_slot, n_seq): a warp per (decode row, head), a
+// lane per head_dim / 32 elements, each the merge of tmi_attn_merge_elem.
 __global__ void __launch_bounds__(kThreads) combine_kernel(const Params P)
 {
     tmi_pdl_trigger();
@@ -411,34 +412,13 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(const Params P)
     const int32_t h = blockIdx.x * kWarps + (threadIdx.x >> 5), t = blockIdx.y, s = blockIdx.z;
     const SeqMeta m = P.meta[s];
     if (h >= P.n_head || m.q_len < 1 || m.q_len > kDecodeMaxQ || t >= m.q_len) return; // no barriers here
-    const int32_t hist = m.kv_len - m.q_len, kb_seq = P.window > 0 ? max(0, hist - P.window + 1) : 0;
-    const int32_t ns = (int32_t)(((int64_t)m.kv_len - kb_seq + P.split_len - 1) / P.split_len);
+    const int32_t ns = tmi_attn_seq_splits(m, P.window, P.split_len);
     if (ns <= 1) return; // rows_kernel wrote the output itself
     const int32_t lane = threadIdx.x & 31, d = P.head_dim;
     const int64_t ps0 = (((int64_t)s * P.q_slot + t) * P.n_head + h) * P.nsplit;
-    const float2 a = lane < ns ? P.part_ml[ps0 + lane] : make_float2(-INFINITY, 0.0f);
-    const float2 b = lane + 32 < ns ? P.part_ml[ps0 + lane + 32] : make_float2(-INFINITY, 0.0f);
-    float mm = fmaxf(a.x, b.x);
-    for (int o = 16; o >= 1; o >>= 1) mm = fmaxf(mm, __shfl_xor_sync(kFull, mm, o));
-    const float w0 = merge_weight(a.x, mm), w1 = merge_weight(b.x, mm);
-    float l = w0 * a.y + w1 * b.y;
-    for (int o = 16; o >= 1; o >>= 1) l += __shfl_xor_sync(kFull, l, o);
-    float o_acc[kMaxHeadDim / 32];
-#pragma unroll
-    for (int k = 0; k < kMaxHeadDim / 32; k++) o_acc[k] = 0.0f;
-#pragma unroll 4
-    for (int32_t j = 0; j < ns; j++) { // unrolled: several splits' loads in flight
-        const float wj = __shfl_sync(kFull, j < 32 ? w0 : w1, j & 31);
-        const float *pa = P.part_acc + (ps0 + j) * d; // [head_dim]
-#pragma unroll
-        for (int k = 0; k < kMaxHeadDim / 32; k++)
-            if (lane + 32 * k < d) o_acc[k] = fmaf(wj, pa[lane + 32 * k], o_acc[k]);
-    }
     const int64_t orow = (int64_t)(m.q_start + t) * P.ldo + (int64_t)h * d;
-    const float inv = 1.0f / l;
-#pragma unroll
-    for (int k = 0; k < kMaxHeadDim / 32; k++)
-        if (lane + 32 * k < d) store_out(P.out, P.out_dtype, orow + lane + 32 * k, o_acc[k] * inv);
+    for (int32_t i = lane; i < d; i += 32)
+        store_out(P.out, P.out_dtype, orow + i, tmi_attn_merge_elem(P.part_acc + ps0 * d, P.part_ml + ps0, ns, d, i));
 }
 
 constexpr int kPlanThreads = 1024;

@@ -8,7 +8,9 @@
  *   - every KV kind: F32, F16, INT8 and INT4 with online and static params;
  *   - out F32, F16 and BF16; out == q in place;
  *   - meta_dev given (the forward's path), called directly and captured in a CUDA
- *     graph (global capture mode) and replayed, must give the bits of the packed path.
+ *     graph (global capture mode) and replayed, and with the split merge left to
+ *     the caller and run by tmi_attention_cuda_merge, must give the bits of the
+ *     packed path.
  * CUTEST_BENCH=1 adds decode timings (cudaEvents, 50 reps) with the K/V bandwidth:
  * direct calls (host launch cost included) and graph replays (the GPU's time). */
 #include <cuda_runtime_api.h>
@@ -105,7 +107,9 @@ typedef struct gpu_run {
     size_t q_bytes, o_bytes;
 } gpu_run;
 
-enum { RUN_PACKED, RUN_META, RUN_GRAPH };
+/* RUN_DEFER: meta_dev, the merge left to the caller (defer_merge) and then run by
+ * tmi_attention_cuda_merge, which must give the same bits. */
+enum { RUN_PACKED, RUN_META, RUN_GRAPH, RUN_DEFER };
 
 /* The call captured into a CUDA graph (strict, global capture mode: any copy or
  * synchronisation inside the op fails the capture) and replayed on its stream. */
@@ -146,7 +150,16 @@ static int gpu_attention(tmi_attention_args a, const cu_batch *b, const gpu_run 
     int ok = dws != NULL && CHECK_STATUS(tmi_cuda_memcpy(a.out, poison, in_place ? g->q_bytes : g->o_bytes, 0), TM_OK);
     if (ok) {
         tmi_exec gpu = {.backend = TM_BACKEND_CUDA, .workspace = dws, .workspace_bytes = ws_bytes};
+        tmi_attn_merge left = {.nsplit = -1};
+        if (mode == RUN_DEFER) a.defer_merge = &left;
         ok = mode == RUN_GRAPH ? graph_call(&gpu, &a) : CHECK_STATUS(tmi_attention_cuda(&gpu, &a), TM_OK);
+        if (ok && mode == RUN_DEFER) {
+            int one_row_each = 1; /* what a merge may be left for (attention.h) */
+            for (int32_t s = 0; s < b->n_seq; s++)
+                one_row_each &= b->seqs[s].q_len == 1 && b->seqs[s].q_start == s;
+            ok = CHECK(left.nsplit >= 0) && CHECK(left.nsplit == 0 || one_row_each) &&
+                 CHECK_STATUS(tmi_attention_cuda_merge(&gpu, &left), TM_OK);
+        }
         ok = ok && cu_download(got, a.out, in_place ? g->q_bytes : g->o_bytes);
     }
     size_t bound = tmi_attention_cuda_workspace_bound(b->n_tok > 0 ? b->n_tok : 1, b->n_seq, b->max_kv_len,
@@ -170,11 +183,11 @@ static void run_case(const attn_case *ac, int kind, tm_dtype out_dt, int in_plac
     size_t ref_bytes = (size_t)(b.n_tok * ldo + 1) * 4, cmp_bytes = in_place ? g.q_bytes : g.o_bytes;
     float *q = malloc(g.q_bytes), *ref = malloc(ref_bytes), qp[4 * 64];
     void *pool_host = malloc(b.pool_bytes), *poison = malloc(cmp_bytes), *got = malloc(cmp_bytes);
-    void *got_meta = malloc(cmp_bytes), *got_graph = malloc(cmp_bytes);
+    void *got_meta = malloc(cmp_bytes), *got_graph = malloc(cmp_bytes), *got_defer = malloc(cmp_bytes);
     int32_t *meta = malloc((tmi_kv_meta_ints(b.seqs, b.n_seq, ac->block_len) + 1) * sizeof(int32_t));
     size_t cpu_ws_bytes = tmi_attention_cpu_workspace(b.max_kv_len, tmi_pool_threads(pool)) + 64;
     void *cpu_ws = malloc(cpu_ws_bytes);
-    int ok = q && ref && pool_host && poison && got && got_meta && got_graph && meta && cpu_ws &&
+    int ok = q && ref && pool_host && poison && got && got_meta && got_graph && got_defer && meta && cpu_ws &&
              fill_pool(&b, kind, pool_host, qp, seed * 3 + 1);
     if (!CHECK(ok)) goto done;
     tt_fill_random(q, (long)(b.n_tok * ldq + 1), seed * 5 + 2);
@@ -206,13 +219,16 @@ static void run_case(const attn_case *ac, int kind, tm_dtype out_dt, int in_plac
     ok = ok && gpu_attention(a, &b, &g, in_place, poison, RUN_META, got_meta);
     if (ok && in_place) ok = CHECK_STATUS(tmi_cuda_memcpy(g.dq, q, g.q_bytes, 0), TM_OK);
     ok = ok && gpu_attention(a, &b, &g, in_place, poison, RUN_GRAPH, got_graph);
+    if (ok && in_place) ok = CHECK_STATUS(tmi_cuda_memcpy(g.dq, q, g.q_bytes, 0), TM_OK);
+    ok = ok && gpu_attention(a, &b, &g, in_place, poison, RUN_DEFER, got_defer);
     if (ok) {
         double rel = out_rel_err(got, out_dt, ref, b.n_tok, width, ldo);
         int64_t stray = 0;
         for (int64_t i = 0; i < b.n_tok; i++)
             for (int64_t j = width; j < ldo; j++)
                 stray += memcmp((char *)got + (i * ldo + j) * oes, (char *)poison + (i * ldo + j) * oes, oes) != 0;
-        int same = memcmp(got, got_meta, cmp_bytes) == 0 && memcmp(got, got_graph, cmp_bytes) == 0;
+        int same = memcmp(got, got_meta, cmp_bytes) == 0 && memcmp(got, got_graph, cmp_bytes) == 0 &&
+                   memcmp(got, got_defer, cmp_bytes) == 0;
         double tol = out_dt == TM_F32 ? CU_ATTENTION_REL_TOL
                      : out_dt == TM_F16 ? CU_ATTENTION_F16_OUT_TOL
                                         : CU_ATTENTION_BF16_OUT_TOL;
@@ -221,7 +237,7 @@ static void run_case(const attn_case *ac, int kind, tm_dtype out_dt, int in_plac
         if (!CHECK(rel < tol) || !CHECK(stray == 0) || !CHECK(same))
             fprintf(stderr,
                     "  n_seq=%d heads=%d/%d head_dim=%d block_len=%d window=%d aligned=%d kv %s out %s in_place=%d: "
-                    "rel %.3g, %lld padding written, meta_dev and graph replay %s\n",
+                    "rel %.3g, %lld padding written, meta_dev, graph replay and left merge %s\n",
                     ac->n_seq, ac->n_head, ac->n_kv_head, ac->head_dim, ac->block_len, ac->window, ac->aligned,
                     kv_names[kind], tm_dtype_name(out_dt), in_place, rel, (long long)stray,
                     same ? "same" : "DIFFERENT");
@@ -232,7 +248,8 @@ done:
     tmi_cuda_free(g.dpool);
     tmi_cuda_free(g.dqp);
     tmi_cuda_free(g.dmeta);
-    free(q), free(ref), free(pool_host), free(poison), free(got), free(got_meta), free(got_graph), free(meta);
+    free(q), free(ref), free(pool_host), free(poison), free(got), free(got_meta), free(got_graph), free(got_defer);
+    free(meta);
     free(cpu_ws);
     cu_batch_free(&b);
 }

@@ -4,9 +4,40 @@
 #ifndef TMI_GEMM_H
 #define TMI_GEMM_H
 
+#include "../attention/attention.h"
 #include "../common.h"
+#include "../rmsnorm/rmsnorm.h"
+#include "../silu_mul/silu_mul.h"
 
-typedef struct tmi_gemm_args {
+/* Where A comes from when the op that writes it has not run (tmi_gemm_args.a_src):
+ * one of these ops' args, whose output is A (out == a, its out dtype == a_dtype,
+ * ldo == lda, its rows == m, its width == k).  The GEMM either computes each
+ * element of A itself as that op would store it (the CUDA small-m kernel at m = 1:
+ * the op's kernel and its round trip through memory are saved), or runs the op
+ * first and reads A.  A is written only in the second case, so nothing after the
+ * GEMM may read it. */
+struct tmi_gemm_args;
+
+typedef enum tmi_gemm_a_kind {
+    TMI_GEMM_A_SILU_MUL = 1, /* silu: silu_mul (silu_mul.h), with its gate/up GEMM's split sums */
+    TMI_GEMM_A_RMSNORM,      /* norm: rmsnorm (rmsnorm.h) */
+    TMI_GEMM_A_ATTN_MERGE    /* merge: the split-K merge a CUDA decode attention left (attention.h) */
+} tmi_gemm_a_kind;
+
+typedef struct tmi_gemm_a_src {
+    tmi_gemm_a_kind kind;
+    const tmi_silu_mul_args *silu;
+    const tmi_rmsnorm_args *norm;
+    const tmi_attn_merge *merge; /* nsplit == 0: nothing left, A is in memory */
+} tmi_gemm_a_src;
+
+/* 1 when src has something to compute (a merge with nsplit 0 has not). */
+int tmi_gemm_a_src_active(const tmi_gemm_a_src *src);
+/* TM_OK when g->a_src is NULL, inactive, or describes g's A (the rule above); op
+ * names the caller in the message. */
+tm_status tmi_gemm_check_a_src(const char *op, const struct tmi_gemm_args *g);
+
+struct tmi_gemm_args {
     int64_t m, n, k;
     const void *a;    /* [m][lda], a_dtype; the first k columns are read */
     tm_dtype a_dtype; /* F32 (0, the default), or F16 / BF16 when equal to b_dtype */
@@ -25,7 +56,10 @@ typedef struct tmi_gemm_args {
      * finishes them (common.h), and C is left as it was.  Every other path writes C
      * and sets splits to 0.  The partials last until the workspace is next written. */
     tmi_split_sums *defer;
-} tmi_gemm_args;
+    /* Optional: A is the output of this op, not yet run (above); NULL: A is in memory. */
+    const tmi_gemm_a_src *a_src;
+};
+typedef struct tmi_gemm_args tmi_gemm_args;
 
 /* Scratch bytes tmi_gemm_cpu needs for the given shape with `threads` workers. */
 size_t tmi_gemm_cpu_workspace(int64_t m, int64_t n, int64_t k, int threads);

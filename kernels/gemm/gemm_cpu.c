@@ -445,11 +445,71 @@ static tm_status gemm_check(const tmi_exec *ex, const tmi_gemm_args *g)
     return TM_OK;
 }
 
+/* ---- a_src (gemm.h): the rule both twins check, and the CPU twin's way, which runs the op first ---- */
+
+int tmi_gemm_a_src_active(const tmi_gemm_a_src *src)
+{
+    if (!src) return 0;
+    if (src->kind == TMI_GEMM_A_ATTN_MERGE) return src->merge && src->merge->nsplit > 0;
+    return 1;
+}
+
+/* The producer's output, rows and width, or NULL for an unknown kind or a missing op. */
+static const void *output_of(const tmi_gemm_a_src *src, tm_dtype *dtype, int64_t *ld, int64_t *rows, int64_t *width)
+{
+    switch (src->kind) {
+    case TMI_GEMM_A_SILU_MUL:
+        if (!src->silu) return NULL;
+        *dtype = src->silu->out_dtype, *ld = src->silu->ldo, *rows = src->silu->n, *width = src->silu->d;
+        return src->silu->out;
+    case TMI_GEMM_A_RMSNORM:
+        if (!src->norm) return NULL;
+        *dtype = src->norm->out_dtype, *ld = src->norm->ldo, *rows = src->norm->n, *width = src->norm->d;
+        return src->norm->out;
+    case TMI_GEMM_A_ATTN_MERGE:
+        if (!src->merge) return NULL;
+        *dtype = src->merge->out_dtype, *ld = src->merge->ldo, *rows = src->merge->n_seq;
+        *width = (int64_t)src->merge->n_head * src->merge->head_dim;
+        return src->merge->out;
+    }
+    return NULL;
+}
+
+tm_status tmi_gemm_check_a_src(const char *op, const tmi_gemm_args *g)
+{
+    const tmi_gemm_a_src *src = g->a_src;
+    if (!tmi_gemm_a_src_active(src)) return TM_OK;
+    tm_dtype dtype = TM_F32;
+    int64_t ld = 0, rows = 0, width = 0;
+    const void *out = output_of(src, &dtype, &ld, &rows, &width);
+    if (!out)
+        return tmi_fail(TM_ERR_INVALID_ARG, "%s: a_src must be a silu_mul, rmsnorm or merge source with its args",
+                        op);
+    if (out != g->a || dtype != g->a_dtype || ld != g->lda || rows != g->m || width != g->k)
+        return tmi_fail(TM_ERR_INVALID_ARG,
+                        "%s: a_src's output (%lld x %lld, ld %lld, %s) must be A (%lld x %lld, lda %lld, %s)", op,
+                        (long long)rows, (long long)width, (long long)ld, tm_dtype_name(dtype), (long long)g->m,
+                        (long long)g->k, (long long)g->lda, tm_dtype_name(g->a_dtype));
+    return TM_OK;
+}
+
+/* Runs the op that writes A (the CPU has no merge left over: its attention never splits). */
+static tm_status run_a_src(const tmi_exec *ex, const tmi_gemm_a_src *src)
+{
+    switch (src->kind) {
+    case TMI_GEMM_A_SILU_MUL: return tmi_silu_mul_cpu(ex, src->silu);
+    case TMI_GEMM_A_RMSNORM: return tmi_rmsnorm_cpu(ex, src->norm);
+    default: return tmi_fail(TM_ERR_UNSUPPORTED, "gemm: a split-K merge source is the CUDA attention's");
+    }
+}
+
 tm_status tmi_gemm_cpu(const tmi_exec *ex, const tmi_gemm_args *g)
 {
     if (g && g->defer) g->defer->splits = 0; /* C is always written here */
     tm_status st = gemm_check(ex, g);
     if (st != TM_OK || g->m == 0 || g->n == 0) return st;
+    if ((st = tmi_gemm_check_a_src("gemm", g)) != TM_OK) return st;
+    if (tmi_gemm_a_src_active(g->a_src) && g->k > 0 && (st = run_a_src(ex, g->a_src)) != TM_OK) return st;
     if (g->k == 0) {
         gemm_k0(g);
         return TM_OK;

@@ -49,7 +49,11 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "../attention/attention_merge_cuda.h"
 #include "../pdl_cuda.h"
+#include "../rmsnorm/rmsnorm_cuda.h"
+#include "../silu_mul/silu_mul_cuda.h"
+#include "../split_sums_cuda.h"
 #include "../vec_cuda.h"
 
 extern "C" {
@@ -68,6 +72,29 @@ constexpr int kReduceThreads = 256;
 // Blocks an SM must hold (the register cap): more blocks, more copies in flight.
 constexpr int min_blocks(int M) { return M <= 4 ? 3 : M <= 8 ? 2 : 1; }
 
+// Where A comes from (gemm.h's a_src), as the fused kernels read it: kind 0, A in
+// memory; otherwise the producing op's inputs, and A[i][j] is computed from them as
+// that op would have stored it (then rounded to a_dtype, the op's output dtype).
+struct a_source {
+    int kind; // 0 or a tmi_gemm_a_kind
+    // silu: silu(gate[i][j]) * up[i][j], both read through the gate/up GEMM's split sums
+    const float *gate, *up; // [m][ldg], [m][ldu] fp32
+    int64_t ldg, ldu;
+    tmi_split_sums sums;
+    // norm: w[j] * (x[i][j] * scale_i), scale_i as rmsnorm's float4 kernel computes it
+    const float *x; // [m][ldx] fp32, rows 16-byte aligned
+    int64_t ldx, d;
+    const void *w; // [d] of w_dtype
+    tm_dtype w_dtype;
+    float eps;
+    int threads, vec; // the float4 kernel's shape for these rows (tmi_rms_vec_plan)
+    // merge: row i is sequence i's one decode row
+    const tmi_kv_cuda::SeqMeta *meta; // [m]
+    const float *acc;                 // [m][n_head][nsplit][head_dim]
+    const float2 *ml;                 // [m][n_head][nsplit]
+    int nsplit, split_len, window, n_head, head_dim;
+};
+
 struct small_params {
     int m, n, k, splits;
     const void *a; // [m][lda], a_dtype
@@ -81,6 +108,7 @@ struct small_params {
     int64_t ldc;
     int accumulate;
     float *part; // [splits][m][n] fp32 when splits > 1, else NULL
+    a_source src;
 };
 
 
@@ -196,14 +224,36 @@ __device__ inline void fma_step(float (&acc)[M][8], const uint4 *slot, const flo
 // row of A: coalesced), zero past m, past k1 or past the chunk.
 template <int M> constexpr int a_regs() { return (kChunk * M + kThreads - 1) / kThreads; }
 
-template <int M>
-__device__ inline void load_a(float (&ar)[a_regs<M>()], const small_params &p, int64_t base, int64_t k1)
+// A[r][kk]: read, or (SRC, a tmi_gemm_a_kind) computed from the producing op's
+// inputs by that op's own device functions, so the value is the bits it would store.
+// rs: row r's rmsnorm scale (SRC == TMI_GEMM_A_RMSNORM).
+template <int SRC> __device__ inline float a_value(const small_params &p, int r, int64_t kk, float rs)
+{
+    const a_source &s = p.src;
+    if constexpr (SRC == TMI_GEMM_A_SILU_MUL) {
+        const float g = tmi_sums_read(s.sums, s.gate + r * s.ldg + kk, r);
+        return tmi_round_to(p.a_dtype, tmi_silu_times(g, tmi_sums_read(s.sums, s.up + r * s.ldu + kk, r)));
+    } else if constexpr (SRC == TMI_GEMM_A_RMSNORM) {
+        return tmi_round_to(p.a_dtype, tmi_load_any(s.w, s.w_dtype, kk) * (s.x[r * s.ldx + kk] * rs));
+    } else if constexpr (SRC == TMI_GEMM_A_ATTN_MERGE) {
+        const int32_t ns = tmi_attn_seq_splits(s.meta[r], s.window, s.split_len);
+        if (ns <= 1) return tmi_load_any(p.a, p.a_dtype, r * p.lda + kk); // its one split wrote out
+        const int32_t d = s.head_dim, h = (int32_t)(kk / d), i = (int32_t)(kk - (int64_t)h * d);
+        const int64_t ps0 = ((int64_t)r * s.n_head + h) * s.nsplit;
+        return tmi_round_to(p.a_dtype, tmi_attn_merge_elem(s.acc + ps0 * d, s.ml + ps0, ns, d, i));
+    } else {
+        return tmi_load_any(p.a, p.a_dtype, r * p.lda + kk);
+    }
+}
+
+template <int M, int SRC>
+__device__ inline void load_a(float (&ar)[a_regs<M>()], const small_params &p, int64_t base, int64_t k1, float rs)
 {
 #pragma unroll
     for (int i = 0; i < a_regs<M>(); i++) {
         const int e = threadIdx.x + i * kThreads, r = e / kChunk, pp = e % kChunk;
         const int64_t kk = base + pp;
-        ar[i] = e < kChunk * M && r < p.m && kk < k1 ? tmi_load_any(p.a, p.a_dtype, r * p.lda + kk) : 0.0f;
+        ar[i] = e < kChunk * M && r < p.m && kk < k1 ? a_value<SRC>(p, r, kk, rs) : 0.0f;
     }
 }
 
@@ -226,9 +276,10 @@ __device__ inline void write_c(const small_params &p, int i, int64_t j, float su
 
 // Grid (tiles of 256 columns, splits of k); see the file comment.  A step is U rows
 // of B per warp; S steps are in flight per thread (the cp.async ring).
-template <int M, int U, int S, class TB>
+template <int M, int U, int S, class TB, int SRC>
 __global__ void __launch_bounds__(kThreads, min_blocks(M)) small_m_kernel(small_params p)
 {
+    static_assert(SRC == 0 || M == 1, "A is computed from its producer at m = 1 only");
     constexpr int kSteps = kChunk / (kWarps * U); // steps per warp per A chunk
     static_assert(kSteps % S == 0, "a ring slot must be a compile-time index");
     constexpr int kRingU4 = S * U * kThreads, kRedU4 = kWarps * kTileN / 4;
@@ -257,13 +308,18 @@ __global__ void __launch_bounds__(kThreads, min_blocks(M)) small_m_kernel(small_
     // steps stream in while the kernel before (which wrote A, and C when
     // accumulating) finishes; this waits for that kernel, a no-op otherwise
     tmi_pdl_wait();
+    float rs = 0.0f; // the one row's rmsnorm scale, from the whole row (every block computes it)
+    if constexpr (SRC == TMI_GEMM_A_RMSNORM) {
+        __shared__ float norm_part[33];
+        rs = tmi_rms_scale_as(p.src.x, p.src.d, p.src.eps, p.src.threads, p.src.vec, norm_part);
+    }
     float ar[a_regs<M>()];
-    load_a<M>(ar, p, k0, k1);
+    load_a<M, SRC>(ar, p, k0, k1, rs);
     store_a<M>(as[0], ar);
     __syncthreads();
     for (int c = 0; c < nchunks; c++) {
         const int64_t base = k0 + (int64_t)c * kChunk;
-        if (c + 1 < nchunks) load_a<M>(ar, p, base + kChunk, k1);
+        if (c + 1 < nchunks) load_a<M, SRC>(ar, p, base + kChunk, k1, rs);
         const float *ab = as[c & 1];
 #pragma unroll
         for (int s = 0; s < kSteps; s++) {
@@ -328,11 +384,21 @@ typedef void (*small_kernel)(small_params);
 template <class TB> small_kernel kernel_for(int M)
 {
     switch (M) {
-    case 1: return small_m_kernel<1, 4, 2, TB>;
-    case 2: return small_m_kernel<2, 4, 2, TB>;
-    case 4: return small_m_kernel<4, 4, 2, TB>;
-    case 8: return small_m_kernel<8, 4, 2, TB>;
-    default: return small_m_kernel<16, 4, 2, TB>;
+    case 1: return small_m_kernel<1, 4, 2, TB, 0>;
+    case 2: return small_m_kernel<2, 4, 2, TB, 0>;
+    case 4: return small_m_kernel<4, 4, 2, TB, 0>;
+    case 8: return small_m_kernel<8, 4, 2, TB, 0>;
+    default: return small_m_kernel<16, 4, 2, TB, 0>;
+    }
+}
+
+// The m = 1 kernel that computes A from its producer (kind, a tmi_gemm_a_kind).
+template <class TB> small_kernel fused_kernel_for(int kind)
+{
+    switch (kind) {
+    case TMI_GEMM_A_SILU_MUL: return small_m_kernel<1, 4, 2, TB, TMI_GEMM_A_SILU_MUL>;
+    case TMI_GEMM_A_RMSNORM: return small_m_kernel<1, 4, 2, TB, TMI_GEMM_A_RMSNORM>;
+    default: return small_m_kernel<1, 4, 2, TB, TMI_GEMM_A_ATTN_MERGE>;
     }
 }
 
@@ -368,26 +434,109 @@ extern "C" size_t tmi_gemm_small_workspace(int64_t m)
     return (size_t)m * kMaxBlocks * kTileN * sizeof(float);
 }
 
-extern "C" tm_status tmi_gemm_small_run(const tmi_exec *ex, const tmi_gemm_args *a)
+namespace {
+
+// The end of [p, p + bytes) as an offset into ex's workspace when it lies there, else 0.
+size_t end_in_workspace(const tmi_exec *ex, const void *p, size_t bytes)
+{
+    const char *w = static_cast<const char *>(ex->workspace), *q = static_cast<const char *>(p);
+    if (!w || !q || q < w || q >= w + ex->workspace_bytes) return 0;
+    return (size_t)(q - w) + bytes;
+}
+
+size_t up256(size_t n) { return (n + 255) / 256 * 256; }
+
+// a's A source as the m = 1 kernel computes it (src->kind 0 when it cannot: A is then
+// the producer's to write first), and the workspace bytes its inputs occupy, which
+// the partials must not overwrite while blocks still read them.
+void source_of(const tmi_exec *ex, const tmi_gemm_args *a, a_source *src, size_t *live)
+{
+    *src = a_source{};
+    *live = 0;
+    const tmi_gemm_a_src *as = a->a_src;
+    if (a->m != 1 || !tmi_gemm_a_src_active(as)) return;
+    if (as->kind == TMI_GEMM_A_SILU_MUL) {
+        const tmi_silu_mul_args *f = as->silu;
+        src->gate = f->gate, src->up = f->up, src->ldg = f->ldg, src->ldu = f->ldu;
+        src->sums = tmi_sums_value(f->sums);
+        if (src->sums.splits > 0)
+            *live = end_in_workspace(ex, src->sums.part, (size_t)src->sums.splits * src->sums.m * src->sums.n * 4);
+    } else if (as->kind == TMI_GEMM_A_RMSNORM) {
+        const tmi_rmsnorm_args *f = as->norm;
+        src->vec = tmi_rms_vec_plan(f->d, f->ldx, f->ldo, f->x, f->out, &src->threads);
+        if (!src->vec) return; // rmsnorm's scalar kernel sums in another order
+        src->x = f->x, src->ldx = f->ldx, src->d = f->d, src->w = f->weight, src->w_dtype = f->w_dtype;
+        src->eps = f->eps;
+    } else {
+        const tmi_attn_merge *f = as->merge;
+        src->meta = reinterpret_cast<const tmi_kv_cuda::SeqMeta *>(f->meta);
+        src->acc = f->part_acc, src->ml = reinterpret_cast<const float2 *>(f->part_ml);
+        src->nsplit = f->nsplit, src->split_len = f->split_len, src->window = f->window;
+        src->n_head = f->n_head, src->head_dim = f->head_dim;
+        const size_t states = (size_t)f->n_seq * f->n_head * f->nsplit;
+        size_t e1 = end_in_workspace(ex, f->part_acc, states * f->head_dim * 4);
+        size_t e2 = end_in_workspace(ex, f->part_ml, states * 8), e3 = end_in_workspace(ex, f->meta, (size_t)f->n_seq * 16);
+        *live = e1 > e2 ? e1 : e2;
+        if (e3 > *live) *live = e3;
+    }
+    src->kind = as->kind;
+}
+
+// What one call launches.
+struct small_plan {
+    small_kernel kern;
+    int tiles;
+    small_params p;
+};
+
+tm_status plan_of(const tmi_exec *ex, const tmi_gemm_args *a, small_plan *pl)
 {
     const int M = rows_for((int)a->m);
-    const int tiles = (int)((a->n + kTileN - 1) / kTileN);
-    small_kernel kern = a->b_dtype == TM_F16 ? kernel_for<__half>(M) : kernel_for<__nv_bfloat16>(M);
-    int splits = 1;
-    tm_status st = choose_splits(kern, tiles, (int)a->k, &splits);
-    if (st != TM_OK) return st;
-    small_params p = {(int)a->m, (int)a->n, (int)a->k, splits, a->a, a->lda, a->a_dtype, a->b, a->ldb,
-                      a->bias, a->bias_dtype, a->c, a->ldc, a->accumulate, NULL};
-    if (splits > 1) {
-        size_t need = (size_t)splits * (size_t)a->m * (size_t)a->n * sizeof(float);
-        if (!ex->workspace || ex->workspace_bytes < need)
+    pl->tiles = (int)((a->n + kTileN - 1) / kTileN);
+    size_t live = 0;
+    a_source src;
+    source_of(ex, a, &src, &live);
+    const bool f16 = a->b_dtype == TM_F16;
+    for (int attempt = 0; attempt < 2; attempt++) { // the fused kernel, unless its partials find no room
+        pl->kern = src.kind ? (f16 ? fused_kernel_for<__half>(src.kind) : fused_kernel_for<__nv_bfloat16>(src.kind))
+                            : (f16 ? kernel_for<__half>(M) : kernel_for<__nv_bfloat16>(M));
+        int splits = 1;
+        tm_status st = choose_splits(pl->kern, pl->tiles, (int)a->k, &splits);
+        if (st != TM_OK) return st;
+        pl->p = small_params{(int)a->m, (int)a->n, (int)a->k, splits, a->a, a->lda, a->a_dtype, a->b, a->ldb,
+                             a->bias, a->bias_dtype, a->c, a->ldc, a->accumulate, NULL, src};
+        if (splits == 1) return TM_OK;
+        const size_t off = up256(live), need = (size_t)splits * (size_t)a->m * (size_t)a->n * sizeof(float);
+        if (ex->workspace && ex->workspace_bytes >= off + need) {
+            pl->p.part = reinterpret_cast<float *>(static_cast<char *>(ex->workspace) + off);
+            return TM_OK;
+        }
+        if (!src.kind)
             return tmi_fail(TM_ERR_INVALID_ARG, "gemm_cuda: workspace must hold %zu bytes of partial sums for m %lld, "
                             "n %lld (tmi_gemm_cuda_workspace), got %zu", need, (long long)a->m, (long long)a->n,
                             ex->workspace ? ex->workspace_bytes : (size_t)0);
-        p.part = static_cast<float *>(ex->workspace);
+        src = a_source{}, live = 0;
     }
+    return TM_OK; // not reached: the second attempt has no source
+}
+
+} // namespace
+
+extern "C" int tmi_gemm_small_fuses(const tmi_exec *ex, const tmi_gemm_args *a)
+{
+    small_plan pl;
+    return plan_of(ex, a, &pl) == TM_OK && pl.p.src.kind != 0;
+}
+
+extern "C" tm_status tmi_gemm_small_run(const tmi_exec *ex, const tmi_gemm_args *a)
+{
+    small_plan pl;
+    tm_status st = plan_of(ex, a, &pl);
+    if (st != TM_OK) return st;
+    const small_params &p = pl.p;
+    const int splits = p.splits;
     cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
-    cudaError_t e = tmi_launch_pdl(kern, dim3((unsigned)tiles, (unsigned)splits), kThreads, 0, stream, p);
+    cudaError_t e = tmi_launch_pdl(pl.kern, dim3((unsigned)pl.tiles, (unsigned)splits), kThreads, 0, stream, p);
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: small-m launch failed: %s", cudaGetErrorString(e));
     if (splits > 1 && a->defer) { // the op after it adds them up (gemm.h)
         *a->defer = tmi_split_sums{splits, p.part, a->m, a->n, a->c, a->ldc, a->bias, a->bias_dtype, a->accumulate};

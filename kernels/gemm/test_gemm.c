@@ -275,6 +275,58 @@ static void test_gemm_errors(void)
     CHECK(tmi_gemm_cpu_workspace(512, 4096, 4096, 2) >= tmi_gemm_cpu_workspace(512, 4096, 4096, 1));
 }
 
+/* a_src on the CPU twin: the op runs first and writes A, so the product is the one
+ * of the op's output read back (the same bits); a merge source is the CUDA
+ * attention's; a source whose output is not A is refused. */
+static void test_gemm_a_src(void)
+{
+    enum { M = 2, K = 40, N = 24 };
+    tmi_pool *pool = NULL;
+    if (!CHECK_STATUS(tmi_pool_create(2, &pool), TM_OK)) return;
+    float x[M * K], gu[M * 2 * K], bf[K * N], c1[M * N], c2[M * N];
+    uint16_t a[M * K], b[K * N], w[K];
+    tt_fill_random(x, M * K, 1);
+    tt_fill_random(gu, M * 2 * K, 2);
+    tt_fill_random(bf, K * N, 3);
+    for (int i = 0; i < K * N; i++) b[i] = tmi_f32_to_f16(bf[i]);
+    for (int i = 0; i < K; i++) w[i] = tmi_f32_to_f16(1.0f + 0.01f * (float)i);
+    size_t ws_bytes = tmi_gemm_cpu_workspace(M, N, K, 2);
+    void *ws = malloc(ws_bytes + 1);
+    tmi_exec ex = {.backend = TM_BACKEND_CPU, .pool = pool, .workspace = ws, .workspace_bytes = ws_bytes};
+    tmi_rmsnorm_args r = {.n = M, .d = K, .x = x, .ldx = K, .weight = w, .w_dtype = TM_F16, .eps = 1e-5f, .out = a,
+                          .out_dtype = TM_F16, .ldo = K};
+    tmi_silu_mul_args sm = {.n = M, .d = K, .gate = gu, .ldg = 2 * K, .up = gu + K, .ldu = 2 * K, .out = a,
+                            .ldo = K, .out_dtype = TM_F16};
+    tmi_gemm_a_src srcs[2] = {{.kind = TMI_GEMM_A_RMSNORM, .norm = &r}, {.kind = TMI_GEMM_A_SILU_MUL, .silu = &sm}};
+    tmi_gemm_args g = {.m = M, .n = N, .k = K, .a = a, .a_dtype = TM_F16, .lda = K, .b = b, .b_dtype = TM_F16,
+                       .ldb = N, .c = c1, .ldc = N};
+    for (int i = 0; i < 2; i++) {
+        memset(a, 0xff, sizeof a);
+        g.a_src = &srcs[i], g.c = c1;
+        CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
+        memset(a, 0xff, sizeof a);
+        CHECK_STATUS(i == 0 ? tmi_rmsnorm_cpu(&ex, &r) : tmi_silu_mul_cpu(&ex, &sm), TM_OK);
+        g.a_src = NULL, g.c = c2;
+        CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
+        CHECK(memcmp(c1, c2, sizeof c1) == 0);
+    }
+    g.a_src = &srcs[0];
+    r.ldo = K + 1;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
+    r.ldo = K, r.n = 1;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_INVALID_ARG);
+    r.n = M;
+    tmi_attn_merge mg = {.nsplit = 2, .split_len = 64, .n_seq = M, .n_head = 1, .head_dim = K, .out = a, .ldo = K,
+                         .out_dtype = TM_F16};
+    tmi_gemm_a_src merge = {.kind = TMI_GEMM_A_ATTN_MERGE, .merge = &mg};
+    g.a_src = &merge;
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_ERR_UNSUPPORTED);
+    mg.nsplit = 0; /* nothing left: A is in memory */
+    CHECK_STATUS(tmi_gemm_cpu(&ex, &g), TM_OK);
+    free(ws);
+    tmi_pool_destroy(pool);
+}
+
 static void test_gemm_registry_and_bench(void)
 {
     const tmi_ops *ops = tmi_ops_get(TM_BACKEND_CPU);
@@ -300,6 +352,7 @@ int main(void)
     RUN(test_gemm_a16_matches_f32_bits);
     RUN(test_gemm_k0);
     RUN(test_gemm_errors);
+    RUN(test_gemm_a_src);
     RUN(test_gemm_registry_and_bench);
     tmi_pool_destroy(pool2);
     return tt_finish();

@@ -4,7 +4,7 @@
 //
 // A decode step has few rows, so a row's latency is the kernel's: when x's rows
 // are 16-byte aligned the row is read once, as float4s held in registers (up to
-// kMaxVec a thread, blocks of up to 1024 threads), which makes it one round trip
+// kRmsMaxVec a thread, blocks of up to 1024 threads), which makes it one round trip
 // to memory instead of d / blockDim dependent ones.  Other layouts take the
 // plain loop.
 #include <cuda_bf16.h>
@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include "../pdl_cuda.h"
 #include "../vec_cuda.h"
+#include "rmsnorm_cuda.h"
 
 extern "C" {
 #include "rmsnorm.h"
@@ -40,28 +41,22 @@ __device__ inline void store(float *p, float v) { *p = v; }
 __device__ inline void store(__half *p, float v) { *p = __float2half_rn(v); }
 __device__ inline void store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
 
-__device__ float warp_sum(float v)
-{
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-constexpr int kMaxVecThreads = 1024; // the float4 kernel's largest block
-constexpr int kMaxWarps = kMaxVecThreads / 32;
+constexpr int kMaxWarps = kRmsMaxVecThreads / 32;
 
 // 1 / sqrt(mean + eps) of a row whose squares this thread summed into ss, for the
 // whole block (partial: [kMaxWarps] shared scratch); ends behind a barrier, and the
-// caller must pass one more before partial is used again.
+// caller must pass one more before partial is used again.  With the float4 kernel's
+// sums this is the order tmi_rms_scale_as (rmsnorm_cuda.h) repeats.
 __device__ float block_rms_scale(float ss, int64_t d, float eps, float *partial)
 {
     __shared__ float scale;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    ss = warp_sum(ss);
+    ss = tmi_rms_warp_sum(ss);
     if (lane == 0) partial[warp] = ss;
     __syncthreads();
     if (warp == 0) {
-        float t = warp_sum(lane < n_warps ? partial[lane] : 0.0f);
-        if (lane == 0) scale = 1.0f / sqrtf(t / static_cast<float>(d) + eps);
+        float t = tmi_rms_warp_sum(lane < n_warps ? partial[lane] : 0.0f);
+        if (lane == 0) scale = tmi_rms_scale_of(t, d, eps);
     }
     __syncthreads();
     return scale;
@@ -86,8 +81,6 @@ __global__ void rmsnorm_kernel(int64_t n, int64_t d, const float *x, int64_t ldx
     }
 }
 
-constexpr int kMaxVec = 4; // float4s a thread holds
-
 // d % 4 == 0, x and out rows 16-byte aligned (ldx, ldo multiples of 4), d <= 4 V blockDim.x.
 template <class W, class O, int V>
 __global__ void rmsnorm_vec_kernel(int64_t n, int64_t d, const float *x, int64_t ldx, const void *w, float eps,
@@ -105,7 +98,7 @@ __global__ void rmsnorm_vec_kernel(int64_t n, int64_t d, const float *x, int64_t
         for (int k = 0; k < V; k++) {
             const int64_t j = threadIdx.x + (int64_t)k * blockDim.x;
             v[k] = j < d4 ? xr[j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+            ss = tmi_rms_sq4(ss, v[k]);
         }
         const float r = block_rms_scale(ss, d, eps, partial);
         O *orow = out + row * ldo; // may be x's row (fp32): every read of it is in v
@@ -123,15 +116,7 @@ __global__ void rmsnorm_vec_kernel(int64_t n, int64_t d, const float *x, int64_t
 // The vector kernel's threads and float4s a thread for this call, or 0 when it cannot run.
 int vec_plan(const tmi_rmsnorm_args *a, int *threads)
 {
-    if (a->d % 4 || a->ldx % 4 || a->ldo % 4 || (uintptr_t)a->x % 16 || (uintptr_t)a->out % 16) return 0;
-    int64_t d4 = a->d / 4;
-    for (int v = 1; v <= kMaxVec; v *= 2)
-        if (d4 <= (int64_t)v * kMaxVecThreads) {
-            int64_t t = (d4 + v - 1) / v;
-            *threads = (int)((t + 31) / 32 * 32);
-            return v;
-        }
-    return 0;
+    return tmi_rms_vec_plan(a->d, a->ldx, a->ldo, a->x, a->out, threads);
 }
 
 template <class W, class O, int V>

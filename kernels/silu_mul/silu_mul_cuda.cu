@@ -9,6 +9,7 @@
 #include "../pdl_cuda.h"
 #include "../split_sums_cuda.h"
 #include "../vec_cuda.h"
+#include "silu_mul_cuda.h"
 
 extern "C" {
 #include "silu_mul.h"
@@ -23,8 +24,6 @@ __device__ inline void store(float *p, float v) { *p = v; }
 __device__ inline void store(__half *p, float v) { *p = __float2half_rn(v); }
 __device__ inline void store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
 
-__device__ inline float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
-
 template <class O>
 __global__ void silu_mul_kernel(int64_t n, int64_t d, const float *gate, int64_t ldg, const float *up, int64_t ldu,
                                 O *out, int64_t ldo, tmi_split_sums S)
@@ -35,7 +34,7 @@ __global__ void silu_mul_kernel(int64_t n, int64_t d, const float *gate, int64_t
     for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t i = idx / d, j = idx - i * d;
         const float g = tmi_sums_read(S, gate + i * ldg + j, i);
-        store(out + i * ldo + j, silu_times(g, tmi_sums_read(S, up + i * ldu + j, i)));
+        store(out + i * ldo + j, tmi_silu_times(g, tmi_sums_read(S, up + i * ldu + j, i)));
     }
 }
 
@@ -52,8 +51,8 @@ __global__ void silu_mul_vec_kernel(int64_t n, int64_t d, const float *gate, int
         const int64_t i = idx / d4, j = 4 * (idx - i * d4);
         const float4 g = *reinterpret_cast<const float4 *>(gate + i * ldg + j);
         const float4 u = *reinterpret_cast<const float4 *>(up + i * ldu + j);
-        tmi_store4(out + i * ldo + j,
-               make_float4(silu_times(g.x, u.x), silu_times(g.y, u.y), silu_times(g.z, u.z), silu_times(g.w, u.w)));
+        tmi_store4(out + i * ldo + j, make_float4(tmi_silu_times(g.x, u.x), tmi_silu_times(g.y, u.y),
+                                                  tmi_silu_times(g.z, u.z), tmi_silu_times(g.w, u.w)));
     }
 }
 

@@ -195,14 +195,18 @@ static void test_random_cuda_graphs_match_eager(void)
 
 /* A model wide enough (k >= 512) that batch-1 decode GEMMs split k, so on CUDA the
  * QKV and gate/up projections leave their splits to kv_write and silu_mul
- * (TMRUN_GEMM_DEFER, gemm.h): 24 decode steps on CUDA give the CPU's logits, and
- * the same bits as without the deferral; replayed graphs give the eager steps'. */
+ * (TMRUN_GEMM_DEFER, gemm.h), and the GEMMs take the norms, silu_mul and (past 64
+ * keys, two splits) attention's merge before them (TMRUN_GEMM_FUSE, gemm.h's
+ * a_src): 80 decode steps on CUDA give the CPU's logits, and the same bits as
+ * without the deferral and without the fusion; replayed graphs give the eager
+ * steps'. */
 static void test_random_cuda_wide_decode(void)
 {
     const char *backend = getenv("TMRUN_TEST_BACKEND");
     if (!backend || strcmp(backend, "cuda") != 0) return;
-    enum { STEPS = 24 };
+    enum { STEPS = 80 };
     static float ref[(STEPS + 1) * 97], got[(STEPS + 1) * 97], plain[(STEPS + 1) * 97], eager[(STEPS + 1) * 97];
+    static float unfused[(STEPS + 1) * 97];
     for (int dt = TM_F16; dt <= TM_BF16; dt++) {
         tm_model_params pc = shape(TM_BACKEND_CPU), pg = shape(TM_BACKEND_CUDA);
         pc.hidden_size = pg.hidden_size = 512;
@@ -218,6 +222,9 @@ static void test_random_cuda_wide_decode(void)
         setenv("TMRUN_GEMM_DEFER", "0", 1);
         ok = ok && decode_steps(mg, STEPS, 16, plain);
         unsetenv("TMRUN_GEMM_DEFER");
+        setenv("TMRUN_GEMM_FUSE", "0", 1);
+        ok = ok && decode_steps(mg, STEPS, 16, unfused);
+        unsetenv("TMRUN_GEMM_FUSE");
         setenv("TMRUN_CUDA_GRAPHS", "0", 1);
         ok = ok && decode_steps(mg, STEPS, 16, eager);
         unsetenv("TMRUN_CUDA_GRAPHS");
@@ -226,12 +233,16 @@ static void test_random_cuda_wide_decode(void)
             double scale = 0;
             for (int i = 0; i < (STEPS + 1) * 97; i++) scale = fmax(scale, fabs(ref[i]));
             double d_cpu = max_abs_diff(ref, got, (STEPS + 1) * 97), d_plain = max_abs_diff(plain, got, (STEPS + 1) * 97);
+            double d_fused = max_abs_diff(unfused, got, (STEPS + 1) * 97);
             int same = memcmp(got, eager, sizeof got) == 0, same_plain = memcmp(got, plain, sizeof got) == 0;
-            printf("wide random model dtype %d, %d decode steps: cuda vs cpu max|d| %.3g, deferred vs not %.3g "
-                   "(max|ref| %.3g), graphs %s eager\n", dt, STEPS, d_cpu, d_plain, scale, same ? "==" : "!=");
+            int same_fused = memcmp(got, unfused, sizeof got) == 0;
+            printf("wide random model dtype %d, %d decode steps: cuda vs cpu max|d| %.3g, deferred vs not %.3g, "
+                   "fused vs not %.3g (max|ref| %.3g), graphs %s eager\n", dt, STEPS, d_cpu, d_plain, d_fused, scale,
+                   same ? "==" : "!=");
             double tol = (dt == TM_F16 ? 2e-2 : 1e-1) * (scale > 1 ? scale : 1);
             CHECK(d_cpu < tol);
             CHECK(same_plain);
+            CHECK(same_fused);
             CHECK(same);
         }
         tm_model_destroy(mc);
