@@ -22,23 +22,45 @@ __device__ __forceinline__ int32_t tmi_attn_seq_splits(const tmi_kv_cuda::SeqMet
     return (int32_t)(((int64_t)m.kv_len - kb_seq + split_len - 1) / split_len);
 }
 
-// Element i of the merged output of ns >= 1 states: acc [ns][d] (unnormalised) and
-// ml [ns] {max, sum}, in split order with explicit FMAs, so any kernel gets the
-// same bits.
+// The merge of ns >= 1 states of one (row, head): acc [ns][d] (unnormalised) and
+// ml [ns] {max, sum}.  Element i is tmi_attn_merge_sum(..., i) * inv_l: the states
+// are taken in split order with explicit FMAs, so every kernel gets the same bits.
+// The loads of a loop are issued before its arithmetic (unrolled by 8): one round
+// trip to memory a loop for the usual split counts.
+struct tmi_attn_merge_state {
+    float mm, inv_l; // the common max, 1 / the weighted sum of the states' sums
+};
+
+__device__ __forceinline__ tmi_attn_merge_state tmi_attn_merge_begin(const float2 *ml, int32_t ns)
+{
+    float mm = -INFINITY;
+#pragma unroll 8
+    for (int32_t j = 0; j < ns; j++) mm = fmaxf(mm, ml[j].x);
+    float l = 0.0f;
+#pragma unroll 8
+    for (int32_t j = 0; j < ns; j++) {
+        const float2 s = ml[j];
+        l = fmaf(tmi_attn_merge_weight(s.x, mm), s.y, l);
+    }
+    return tmi_attn_merge_state{mm, 1.0f / l};
+}
+
+// The weighted sum of element i over the states (before the * inv_l).
+__device__ __forceinline__ float tmi_attn_merge_sum(const float *acc, const float2 *ml, int32_t ns, int32_t d,
+                                                    int32_t i, float mm)
+{
+    float a = 0.0f;
+#pragma unroll 8
+    for (int32_t j = 0; j < ns; j++) a = fmaf(tmi_attn_merge_weight(ml[j].x, mm), acc[(int64_t)j * d + i], a);
+    return a;
+}
+
+// Element i of the merged output.
 __device__ __forceinline__ float tmi_attn_merge_elem(const float *acc, const float2 *ml, int32_t ns, int32_t d,
                                                      int32_t i)
 {
-    float mm = -INFINITY;
-    for (int32_t j = 0; j < ns; j++) mm = fmaxf(mm, ml[j].x);
-    float l = 0.0f, a = 0.0f;
-#pragma unroll 4
-    for (int32_t j = 0; j < ns; j++) {
-        const float2 s = ml[j];
-        const float w = tmi_attn_merge_weight(s.x, mm);
-        l = fmaf(w, s.y, l);
-        a = fmaf(w, acc[(int64_t)j * d + i], a);
-    }
-    return a * (1.0f / l);
+    const tmi_attn_merge_state st = tmi_attn_merge_begin(ml, ns);
+    return tmi_attn_merge_sum(acc, ml, ns, d, i, st.mm) * st.inv_l;
 }
 
 #endif

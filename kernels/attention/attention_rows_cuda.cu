@@ -404,7 +404,8 @@ template <int KIND, bool VEC, int MAXR> __global__ void __launch_bounds__(kThrea
 }
 
 // grid (ceil(n_head / kWarps), q_slot, n_seq): a warp per (decode row, head), a
-// lane per head_dim / 32 elements, each the merge of tmi_attn_merge_elem.
+// lane per head_dim / 32 elements, each the merge of tmi_attn_merge_elem (the same
+// operations in the same order, the elements' sums side by side).
 __global__ void __launch_bounds__(kThreads) combine_kernel(const Params P)
 {
     tmi_pdl_trigger();
@@ -417,8 +418,24 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(const Params P)
     const int32_t lane = threadIdx.x & 31, d = P.head_dim;
     const int64_t ps0 = (((int64_t)s * P.q_slot + t) * P.n_head + h) * P.nsplit;
     const int64_t orow = (int64_t)(m.q_start + t) * P.ldo + (int64_t)h * d;
-    for (int32_t i = lane; i < d; i += 32)
-        store_out(P.out, P.out_dtype, orow + i, tmi_attn_merge_elem(P.part_acc + ps0 * d, P.part_ml + ps0, ns, d, i));
+    const float2 *ml = P.part_ml + ps0;
+    const float *acc = P.part_acc + ps0 * d; // [ns][d]
+    const tmi_attn_merge_state st = tmi_attn_merge_begin(ml, ns);
+    // the lane's elements lane + 32 k side by side: each the sum of tmi_attn_merge_sum, in its order
+    constexpr int kPer = kMaxHeadDim / 32;
+    float o[kPer];
+#pragma unroll
+    for (int k = 0; k < kPer; k++) o[k] = 0.0f;
+#pragma unroll 4
+    for (int32_t j = 0; j < ns; j++) {
+        const float w = tmi_attn_merge_weight(ml[j].x, st.mm);
+#pragma unroll
+        for (int k = 0; k < kPer; k++)
+            if (lane + 32 * k < d) o[k] = fmaf(w, acc[(int64_t)j * d + lane + 32 * k], o[k]);
+    }
+#pragma unroll
+    for (int k = 0; k < kPer; k++)
+        if (lane + 32 * k < d) store_out(P.out, P.out_dtype, orow + lane + 32 * k, o[k] * st.inv_l);
 }
 
 constexpr int kPlanThreads = 1024;

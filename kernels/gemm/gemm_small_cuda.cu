@@ -108,7 +108,6 @@ struct small_params {
     int64_t ldc;
     int accumulate;
     float *part; // [splits][m][n] fp32 when splits > 1, else NULL
-    a_source src;
 };
 
 
@@ -120,7 +119,7 @@ struct small_params {
 // columns past n, and rows past the block's k range with src_bytes 0).  Builds
 // for older targets (the project's default CUDA architecture may be 75) copy
 // through registers instead: right, not fast.
-__device__ inline void copy16(void *smem, const void *gmem, int src_bytes)
+__device__ __forceinline__ void copy16(void *smem, const void *gmem, int src_bytes)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -140,22 +139,22 @@ __device__ inline void copy16(void *smem, const void *gmem, int src_bytes)
     *static_cast<uint4 *>(smem) = v;
 #endif
 }
-__device__ inline void copy_commit()
+__device__ __forceinline__ void copy_commit()
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm volatile("cp.async.commit_group;" ::: "memory");
 #endif
 }
-template <int N> __device__ inline void copy_wait()
+template <int N> __device__ __forceinline__ void copy_wait()
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
 #endif
 }
 
-template <class TB> __device__ inline void unpack8(const uint4 &v, float (&f)[8]);
+template <class TB> __device__ __forceinline__ void unpack8(const uint4 &v, float (&f)[8]);
 
-template <> __device__ inline void unpack8<__half>(const uint4 &v, float (&f)[8])
+template <> __device__ __forceinline__ void unpack8<__half>(const uint4 &v, float (&f)[8])
 {
     const unsigned w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
@@ -167,7 +166,7 @@ template <> __device__ inline void unpack8<__half>(const uint4 &v, float (&f)[8]
     }
 }
 
-template <> __device__ inline void unpack8<__nv_bfloat16>(const uint4 &v, float (&f)[8])
+template <> __device__ __forceinline__ void unpack8<__nv_bfloat16>(const uint4 &v, float (&f)[8])
 {
     const unsigned w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
@@ -180,7 +179,7 @@ template <> __device__ inline void unpack8<__nv_bfloat16>(const uint4 &v, float 
 // Starts the copies of rows [row0, row0 + U) of the lane's 8 columns into slot[u]
 // (slot[u] is this thread's piece of [U][kThreads] uint4); rows past k1 become zeros.
 template <int U>
-__device__ inline void issue_step(uint4 *slot, const unsigned short *bcol, int64_t ldb, int64_t row0, int64_t k1,
+__device__ __forceinline__ void issue_step(uint4 *slot, const unsigned short *bcol, int64_t ldb, int64_t row0, int64_t k1,
                                   int col_bytes)
 {
 #pragma unroll
@@ -195,7 +194,7 @@ __device__ inline void issue_step(uint4 *slot, const unsigned short *bcol, int64
 // acc[r][e] += A[r][row u] * B[row u][e] for the U rows of a step: B from this
 // thread's slot, a_rows the step's [U][M] fp32 slice of the staged A chunk.
 template <int M, int U, class TB>
-__device__ inline void fma_step(float (&acc)[M][8], const uint4 *slot, const float *a_rows)
+__device__ __forceinline__ void fma_step(float (&acc)[M][8], const uint4 *slot, const float *a_rows)
 {
 #pragma unroll
     for (int u = 0; u < U; u++) {
@@ -227,9 +226,9 @@ template <int M> constexpr int a_regs() { return (kChunk * M + kThreads - 1) / k
 // A[r][kk]: read, or (SRC, a tmi_gemm_a_kind) computed from the producing op's
 // inputs by that op's own device functions, so the value is the bits it would store.
 // rs: row r's rmsnorm scale (SRC == TMI_GEMM_A_RMSNORM).
-template <int SRC> __device__ inline float a_value(const small_params &p, int r, int64_t kk, float rs)
+template <int SRC>
+__device__ __forceinline__ float a_value(const small_params &p, const a_source &s, int r, int64_t kk, float rs)
 {
-    const a_source &s = p.src;
     if constexpr (SRC == TMI_GEMM_A_SILU_MUL) {
         const float g = tmi_sums_read(s.sums, s.gate + r * s.ldg + kk, r);
         return tmi_round_to(p.a_dtype, tmi_silu_times(g, tmi_sums_read(s.sums, s.up + r * s.ldu + kk, r)));
@@ -247,17 +246,18 @@ template <int SRC> __device__ inline float a_value(const small_params &p, int r,
 }
 
 template <int M, int SRC>
-__device__ inline void load_a(float (&ar)[a_regs<M>()], const small_params &p, int64_t base, int64_t k1, float rs)
+__device__ __forceinline__ void load_a(float (&ar)[a_regs<M>()], const small_params &p, const a_source &src,
+                                       int64_t base, int64_t k1, float rs)
 {
 #pragma unroll
     for (int i = 0; i < a_regs<M>(); i++) {
         const int e = threadIdx.x + i * kThreads, r = e / kChunk, pp = e % kChunk;
         const int64_t kk = base + pp;
-        ar[i] = e < kChunk * M && r < p.m && kk < k1 ? a_value<SRC>(p, r, kk, rs) : 0.0f;
+        ar[i] = e < kChunk * M && r < p.m && kk < k1 ? a_value<SRC>(p, src, r, kk, rs) : 0.0f;
     }
 }
 
-template <int M> __device__ inline void store_a(float *as /* [kChunk][M] */, const float (&ar)[a_regs<M>()])
+template <int M> __device__ __forceinline__ void store_a(float *as /* [kChunk][M] */, const float (&ar)[a_regs<M>()])
 {
 #pragma unroll
     for (int i = 0; i < a_regs<M>(); i++) {
@@ -267,7 +267,7 @@ template <int M> __device__ inline void store_a(float *as /* [kChunk][M] */, con
 }
 
 // C[i][j] (op)= sum (+ bias[j]), in the CPU twin's order: (sum + bias) + old C.
-__device__ inline void write_c(const small_params &p, int i, int64_t j, float sum)
+__device__ __forceinline__ void write_c(const small_params &p, int i, int64_t j, float sum)
 {
     if (p.bias) sum += tmi_load_any(p.bias, p.bias_dtype, j);
     float *c = p.c + i * p.ldc + j;
@@ -277,7 +277,7 @@ __device__ inline void write_c(const small_params &p, int i, int64_t j, float su
 // Grid (tiles of 256 columns, splits of k); see the file comment.  A step is U rows
 // of B per warp; S steps are in flight per thread (the cp.async ring).
 template <int M, int U, int S, class TB, int SRC>
-__global__ void __launch_bounds__(kThreads, min_blocks(M)) small_m_kernel(small_params p)
+__global__ void __launch_bounds__(kThreads, min_blocks(M)) small_m_kernel(small_params p, a_source src)
 {
     static_assert(SRC == 0 || M == 1, "A is computed from its producer at m = 1 only");
     constexpr int kSteps = kChunk / (kWarps * U); // steps per warp per A chunk
@@ -311,15 +311,15 @@ __global__ void __launch_bounds__(kThreads, min_blocks(M)) small_m_kernel(small_
     float rs = 0.0f; // the one row's rmsnorm scale, from the whole row (every block computes it)
     if constexpr (SRC == TMI_GEMM_A_RMSNORM) {
         __shared__ float norm_part[33];
-        rs = tmi_rms_scale_as(p.src.x, p.src.d, p.src.eps, p.src.threads, p.src.vec, norm_part);
+        rs = tmi_rms_scale_as(src.x, src.d, src.eps, src.threads, src.vec, norm_part);
     }
     float ar[a_regs<M>()];
-    load_a<M, SRC>(ar, p, k0, k1, rs);
+    load_a<M, SRC>(ar, p, src, k0, k1, rs);
     store_a<M>(as[0], ar);
     __syncthreads();
     for (int c = 0; c < nchunks; c++) {
         const int64_t base = k0 + (int64_t)c * kChunk;
-        if (c + 1 < nchunks) load_a<M, SRC>(ar, p, base + kChunk, k1, rs);
+        if (c + 1 < nchunks) load_a<M, SRC>(ar, p, src, base + kChunk, k1, rs);
         const float *ab = as[c & 1];
 #pragma unroll
         for (int s = 0; s < kSteps; s++) {
@@ -376,7 +376,7 @@ __global__ void small_m_reduce(small_params p)
 // The rows of A the kernel is compiled for: the smallest of 1, 2, 4, 8, 16 >= m.
 int rows_for(int m) { return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : m <= 8 ? 8 : 16; }
 
-typedef void (*small_kernel)(small_params);
+typedef void (*small_kernel)(small_params, a_source);
 
 // The kernel for M rows.  Steps of U = 4 rows, S = 2 in flight (8 rows of 16 bytes
 // a thread) measured faster at m = 1 than U = 2, S = 4, the same ring (run 2 in
@@ -487,6 +487,7 @@ struct small_plan {
     small_kernel kern;
     int tiles;
     small_params p;
+    a_source src; // kind 0: A in memory
 };
 
 tm_status plan_of(const tmi_exec *ex, const tmi_gemm_args *a, small_plan *pl)
@@ -504,7 +505,8 @@ tm_status plan_of(const tmi_exec *ex, const tmi_gemm_args *a, small_plan *pl)
         tm_status st = choose_splits(pl->kern, pl->tiles, (int)a->k, &splits);
         if (st != TM_OK) return st;
         pl->p = small_params{(int)a->m, (int)a->n, (int)a->k, splits, a->a, a->lda, a->a_dtype, a->b, a->ldb,
-                             a->bias, a->bias_dtype, a->c, a->ldc, a->accumulate, NULL, src};
+                             a->bias, a->bias_dtype, a->c, a->ldc, a->accumulate, NULL};
+        pl->src = src;
         if (splits == 1) return TM_OK;
         const size_t off = up256(live), need = (size_t)splits * (size_t)a->m * (size_t)a->n * sizeof(float);
         if (ex->workspace && ex->workspace_bytes >= off + need) {
@@ -525,7 +527,7 @@ tm_status plan_of(const tmi_exec *ex, const tmi_gemm_args *a, small_plan *pl)
 extern "C" int tmi_gemm_small_fuses(const tmi_exec *ex, const tmi_gemm_args *a)
 {
     small_plan pl;
-    return plan_of(ex, a, &pl) == TM_OK && pl.p.src.kind != 0;
+    return plan_of(ex, a, &pl) == TM_OK && pl.src.kind != 0;
 }
 
 extern "C" tm_status tmi_gemm_small_run(const tmi_exec *ex, const tmi_gemm_args *a)
@@ -536,7 +538,7 @@ extern "C" tm_status tmi_gemm_small_run(const tmi_exec *ex, const tmi_gemm_args 
     const small_params &p = pl.p;
     const int splits = p.splits;
     cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
-    cudaError_t e = tmi_launch_pdl(pl.kern, dim3((unsigned)pl.tiles, (unsigned)splits), kThreads, 0, stream, p);
+    cudaError_t e = tmi_launch_pdl(pl.kern, dim3((unsigned)pl.tiles, (unsigned)splits), kThreads, 0, stream, p, pl.src);
     if (e != cudaSuccess) return tmi_fail(TM_ERR_DEVICE, "gemm_cuda: small-m launch failed: %s", cudaGetErrorString(e));
     if (splits > 1 && a->defer) { // the op after it adds them up (gemm.h)
         *a->defer = tmi_split_sums{splits, p.part, a->m, a->n, a->c, a->ldc, a->bias, a->bias_dtype, a->accumulate};

@@ -53,17 +53,34 @@ __device__ __forceinline__ float tmi_rms_scale_of(float total, int64_t d, float 
 // shared floats plus one.  Every thread gets the scale; ends behind a barrier.
 __device__ inline float tmi_rms_scale_as(const float *xr, int64_t d, float eps, int threads, int vec, float *part)
 {
+    constexpr int kHeld = 4; // float4s a thread loads before it sums any (one round trip to memory)
     const float4 *x4 = reinterpret_cast<const float4 *>(xr);
     const int64_t d4 = d / 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5, played = threads >> 5;
-    for (int w = warp; w < played; w += warps) {
-        float ss = 0.0f;
-        for (int k = 0; k < vec; k++) {
-            const int64_t j = w * 32 + lane + (int64_t)k * threads;
-            ss = tmi_rms_sq4(ss, j < d4 ? x4[j] : make_float4(0.0f, 0.0f, 0.0f, 0.0f));
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (vec == 1 && played <= kHeld * warps) { // the common case (d <= 4096 with 256 threads): loads first
+        float4 v[kHeld];
+#pragma unroll
+        for (int q = 0; q < kHeld; q++) {
+            const int w = warp + q * warps;
+            const int64_t j = (int64_t)w * 32 + lane;
+            v[q] = w < played && j < d4 ? x4[j] : zero;
         }
-        ss = tmi_rms_warp_sum(ss);
-        if (lane == 0) part[w] = ss;
+#pragma unroll
+        for (int q = 0; q < kHeld; q++) {
+            const float ss = tmi_rms_warp_sum(tmi_rms_sq4(0.0f, v[q])); // uniform in the warp
+            if (lane == 0 && warp + q * warps < played) part[warp + q * warps] = ss;
+        }
+    } else {
+        for (int w = warp; w < played; w += warps) {
+            float ss = 0.0f;
+            for (int k = 0; k < vec; k++) {
+                const int64_t j = w * 32 + lane + (int64_t)k * threads;
+                ss = tmi_rms_sq4(ss, j < d4 ? x4[j] : zero);
+            }
+            ss = tmi_rms_warp_sum(ss);
+            if (lane == 0) part[w] = ss;
+        }
     }
     __syncthreads();
     if (warp == 0) {
