@@ -7,7 +7,43 @@
 
 #include "vec_cuda.h"
 
-// s by value (kernel parameter); splits == 0: the element itself.
+// s by value (kernel parameter); splits == 0: the element itself.  The loads of up
+// to 8 splits go out before any of them is added (one round trip), in split order.
+template <int N>
+__device__ __forceinline__ void tmi_sums_read_n(const tmi_split_sums &s, const float *const (&p)[N], int64_t i,
+                                                float (&out)[N])
+{
+    if (s.splits <= 0) {
+#pragma unroll
+        for (int e = 0; e < N; e++) out[e] = *p[e];
+        return;
+    }
+    int64_t j[N];
+    float sum[N];
+#pragma unroll
+    for (int e = 0; e < N; e++) j[e] = (int64_t)(p[e] - s.c) - i * s.ldc, sum[e] = 0.0f;
+    const float *part = s.part + i * s.n;
+    const int64_t stride = s.m * s.n;
+    for (int32_t k0 = 0; k0 < s.splits; k0 += 8) {
+        float v[8][N];
+#pragma unroll
+        for (int q = 0; q < 8; q++)
+#pragma unroll
+            for (int e = 0; e < N; e++) v[q][e] = k0 + q < s.splits ? part[(int64_t)(k0 + q) * stride + j[e]] : 0.0f;
+#pragma unroll
+        for (int q = 0; q < 8; q++)
+#pragma unroll
+            for (int e = 0; e < N; e++)
+                if (k0 + q < s.splits) sum[e] += v[q][e];
+    }
+#pragma unroll
+    for (int e = 0; e < N; e++) {
+        float x = sum[e];
+        if (s.bias) x += tmi_load_any(s.bias, s.bias_dtype, j[e]);
+        out[e] = s.accumulate ? *p[e] + x : x;
+    }
+}
+
 __device__ inline float tmi_sums_read(const tmi_split_sums &s, const float *p, int64_t i)
 {
     if (s.splits <= 0) return *p;

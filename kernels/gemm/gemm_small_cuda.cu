@@ -230,8 +230,10 @@ template <int SRC>
 __device__ __forceinline__ float a_value(const small_params &p, const a_source &s, int r, int64_t kk, float rs)
 {
     if constexpr (SRC == TMI_GEMM_A_SILU_MUL) {
-        const float g = tmi_sums_read(s.sums, s.gate + r * s.ldg + kk, r);
-        return tmi_round_to(p.a_dtype, tmi_silu_times(g, tmi_sums_read(s.sums, s.up + r * s.ldu + kk, r)));
+        const float *const at[2] = {s.gate + r * s.ldg + kk, s.up + r * s.ldu + kk};
+        float gu[2];
+        tmi_sums_read_n<2>(s.sums, at, r, gu);
+        return tmi_round_to(p.a_dtype, tmi_silu_times(gu[0], gu[1]));
     } else if constexpr (SRC == TMI_GEMM_A_RMSNORM) {
         return tmi_round_to(p.a_dtype, tmi_load_any(s.w, s.w_dtype, kk) * (s.x[r * s.ldx + kk] * rs));
     } else if constexpr (SRC == TMI_GEMM_A_ATTN_MERGE) {

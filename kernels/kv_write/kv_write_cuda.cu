@@ -76,28 +76,28 @@ __global__ void rope_kv_write_kernel(const SeqMeta *meta, const int32_t *ids, tm
     if (unit >= (int64_t)(r.n_head + L.n_kv_head) * half) return;
     const int32_t h = (int32_t)(unit / half), i = (int32_t)(unit - (int64_t)h * half);
     const int64_t row = m.q_start + t;
-    float x0, x1;
-    if (h < r.n_head) { // rotated in place, rope_kernel's arithmetic
-        float *xh = r.x + row * r.ld + (int64_t)h * L.head_dim;
+    // every load of the thread goes out before any arithmetic: one round trip after meta's
+    const int32_t is_v = h >= r.n_head, g = is_v ? h - r.n_head : h - n_q;
+    const int32_t p = m.kv_len - m.q_len + t;
+    const int64_t block = ids[m.bt_off + p / L.block_len];
+    float *xh = is_v ? NULL : r.x + row * r.ld + (int64_t)h * L.head_dim;
+    const float *src = is_v ? v + row * ldv + (int64_t)(h - r.n_head) * L.head_dim : xh;
+    const float *const at[2] = {src + i, src + i + half};
+    float a[2];
+    tmi_sums_read_n<2>(S, at, row, a);
+    float x0 = a[0], x1 = a[1];
+    if (!is_v) { // rotated in place, rope_kernel's arithmetic
         const float angle = (float)r.pos[row] * r.inv_freq[i];
         float c, s;
         sincosf(angle, &s, &c); // one range reduction for both
         c *= r.attn_factor;
         s *= r.attn_factor;
-        const float a0 = tmi_sums_read(S, xh + i, row), a1 = tmi_sums_read(S, xh + i + half, row);
-        x0 = a0 * c - a1 * s;
-        x1 = a1 * c + a0 * s;
+        x0 = a[0] * c - a[1] * s;
+        x1 = a[1] * c + a[0] * s;
         xh[i] = x0;
         xh[i + half] = x1;
         if (h < n_q) return;
-    } else {
-        const float *vh = v + row * ldv + (int64_t)(h - r.n_head) * L.head_dim;
-        x0 = tmi_sums_read(S, vh + i, row);
-        x1 = tmi_sums_read(S, vh + i + half, row);
     }
-    const int32_t is_v = h >= r.n_head, g = is_v ? h - r.n_head : h - n_q;
-    const int32_t p = m.kv_len - m.q_len + t;
-    const int64_t block = ids[m.bt_off + p / L.block_len];
     const int32_t slot = p % L.block_len;
     const int64_t off = block * L.block_stride + L.layer_offset + (is_v ? L.v_offset : 0) +
                         ((int64_t)g * L.block_len + slot) * L.head_dim + i;

@@ -33,8 +33,10 @@ __global__ void silu_mul_kernel(int64_t n, int64_t d, const float *gate, int64_t
     const int64_t total = n * d, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += stride) {
         const int64_t i = idx / d, j = idx - i * d;
-        const float g = tmi_sums_read(S, gate + i * ldg + j, i);
-        store(out + i * ldo + j, tmi_silu_times(g, tmi_sums_read(S, up + i * ldu + j, i)));
+        const float *const at[2] = {gate + i * ldg + j, up + i * ldu + j};
+        float gu[2];
+        tmi_sums_read_n<2>(S, at, i, gu);
+        store(out + i * ldo + j, tmi_silu_times(gu[0], gu[1]));
     }
 }
 
