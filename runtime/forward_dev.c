@@ -168,28 +168,6 @@ tm_status tmi_fwd_dev_logits_to_host(tmi_fwd_buffers *fb, float *dst, size_t n)
 tm_status tmi_fwd_dev_sync(tmi_fwd_buffers *fb) { return tmi_cuda_stream_sync(fb->dev.stream); }
 
 #else
-/* $TMRUN_GEMM_FUSE: unset, every TMI_FUSE_* kind; "0", none; or a comma list of
- * norm, silu and merge. */
-static tm_status fuse_setting(const char *env, int *kinds)
-{
-    static const char *const names[] = {"norm", "silu", "merge"};
-    *kinds = TMI_FUSE_NORM | TMI_FUSE_SILU | TMI_FUSE_MERGE;
-    if (!env) return TM_OK;
-    *kinds = 0;
-    if (strcmp(env, "0") == 0) return TM_OK;
-    for (const char *p = env; *p;) {
-        size_t len = strcspn(p, ",");
-        int found = 0;
-        for (int i = 0; i < 3; i++)
-            if (len == strlen(names[i]) && strncmp(p, names[i], len) == 0) *kinds |= 1 << i, found = 1;
-        if (!found || len == 0)
-            return tmi_fail(TM_ERR_INVALID_ARG, "TMRUN_GEMM_FUSE must be 0 or a comma list of norm, silu and merge, "
-                            "got \"%s\"", env);
-        p += len + (p[len] == ',');
-    }
-    return TM_OK;
-}
-
 tm_status tmi_fwd_dev_init(tmi_fwd_buffers *fb, const tm_model *m, size_t n)
 {
     (void)fb, (void)m, (void)n;
