@@ -1,14 +1,15 @@
 // split_sums_cuda.h - tmi_sums_at (common.h) on the device: the ops that finish a
-// GEMM's deferred k-split sums (kv_write with RoPE, silu_mul) read an element of C
-// through this.  The order of the additions is small_m_reduce's (gemm_small_cuda.cu),
+// GEMM's deferred k-split sums (kv_write with RoPE, silu_mul, the small-m GEMM's silu
+// source) read elements of C through this.  The order of the additions is small_m_reduce's (gemm_small_cuda.cu),
 // so the value is the bits the GEMM would have written.
 #ifndef TMI_SPLIT_SUMS_CUDA_H
 #define TMI_SPLIT_SUMS_CUDA_H
 
 #include "vec_cuda.h"
 
-// s by value (kernel parameter); splits == 0: the element itself.  The loads of up
-// to 8 splits go out before any of them is added (one round trip), in split order.
+// The N elements at p[e], row i of s.c (s by value, a kernel parameter; splits == 0:
+// the elements themselves).  The loads of up to 8 splits of all N go out before any
+// of them is added (one round trip), and each sum is taken in split order.
 template <int N>
 __device__ __forceinline__ void tmi_sums_read_n(const tmi_split_sums &s, const float *const (&p)[N], int64_t i,
                                                 float (&out)[N])
@@ -42,16 +43,6 @@ __device__ __forceinline__ void tmi_sums_read_n(const tmi_split_sums &s, const f
         if (s.bias) x += tmi_load_any(s.bias, s.bias_dtype, j[e]);
         out[e] = s.accumulate ? *p[e] + x : x;
     }
-}
-
-__device__ inline float tmi_sums_read(const tmi_split_sums &s, const float *p, int64_t i)
-{
-    if (s.splits <= 0) return *p;
-    const int64_t j = (int64_t)(p - s.c) - i * s.ldc;
-    float sum = 0.0f;
-    for (int32_t k = 0; k < s.splits; k++) sum += s.part[((int64_t)k * s.m + i) * s.n + j];
-    if (s.bias) sum += tmi_load_any(s.bias, s.bias_dtype, j);
-    return s.accumulate ? *p + sum : sum;
 }
 
 // s, or its inactive copy when p is NULL or inactive: what a kernel takes by value.
