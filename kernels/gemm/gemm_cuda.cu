@@ -202,10 +202,7 @@ extern "C" tm_status tmi_gemm_cuda_blas_workspace(void *blas, void *workspace, s
 
 extern "C" void tmi_gemm_cuda_blas_destroy(void *blas) { tmi_gemm_handle_destroy(static_cast<tmi_gemm_handle *>(blas)); }
 
-namespace {
-
-// Runs the op that writes A (gemm.h's a_src), for the paths that read A from memory.
-tm_status run_a_src(const tmi_exec *ex, const tmi_gemm_a_src *src)
+extern "C" tm_status tmi_gemm_run_a_src(const tmi_exec *ex, const tmi_gemm_a_src *src)
 {
     switch (src->kind) {
     case TMI_GEMM_A_SILU_MUL: return tmi_silu_mul_cuda(ex, src->silu);
@@ -213,8 +210,6 @@ tm_status run_a_src(const tmi_exec *ex, const tmi_gemm_a_src *src)
     default: return tmi_attention_cuda_merge(ex, src->merge);
     }
 }
-
-} // namespace
 
 extern "C" tm_status tmi_gemm_cuda_path(const tmi_exec *ex, const tmi_gemm_args *a, tmi_gemm_path path)
 {
@@ -238,14 +233,14 @@ extern "C" tm_status tmi_gemm_cuda_path(const tmi_exec *ex, const tmi_gemm_args 
         small = a->m <= cut && tmi_gemm_small_fits(a);
     }
     if ((st = tmi_gemm_check_a_src("gemm_cuda", a)) != TM_OK) return st;
+    if (small) return tmi_gemm_small_run(ex, a); // bias, accumulate and a_src included
     tmi_gemm_args in_memory;
-    if (tmi_gemm_a_src_active(a->a_src) && a->k > 0 && !(small && tmi_gemm_small_fuses(ex, a))) {
-        if ((st = run_a_src(ex, a->a_src)) != TM_OK) return st; // A is written: read it
+    if (tmi_gemm_a_src_active(a->a_src) && a->k > 0) { // cuBLAS reads A: the op writes it first
+        if ((st = tmi_gemm_run_a_src(ex, a->a_src)) != TM_OK) return st;
         in_memory = *a;
         in_memory.a_src = NULL;
         a = &in_memory;
     }
-    if (small) return tmi_gemm_small_run(ex, a); // bias and accumulate included
     cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
     if (a->k > 0 && (st = gemm_blas(ex, a, stream)) != TM_OK) return st;
     // k == 0 leaves only bias (+ old C); otherwise C already holds A x B (+ old C)

@@ -537,6 +537,9 @@ extern "C" tm_status tmi_gemm_small_run(const tmi_exec *ex, const tmi_gemm_args 
     small_plan pl;
     tm_status st = plan_of(ex, a, &pl);
     if (st != TM_OK) return st;
+    // a source the kernel does not compute itself: its op writes A, which the kernel reads
+    if (tmi_gemm_a_src_active(a->a_src) && !pl.src.kind && (st = tmi_gemm_run_a_src(ex, a->a_src)) != TM_OK)
+        return st;
     const small_params &p = pl.p;
     const int splits = p.splits;
     cudaStream_t stream = static_cast<cudaStream_t>(ex->stream);
